@@ -1,0 +1,259 @@
+"""The training recipe of the reference models: tokenizer, architecture presets, data stream, loop, save.
+
+One recipe makes both models, so they share the tokenizer (speculative decoding pairs them). Training runs on
+CPU (the shipped checkpoints were trained there) or on a GPU when one is present, and is seeded end to end.
+
+Choices that matter for what the models learn, and why:
+
+* Sequences of repeated random tokens make up ``repeat_share`` of every batch: induction heads only form when
+  copying from context pays off often, and on a small CPU budget they must pay off a lot.
+* Embeddings are tied (``W_U = W_E^T``), so copying a token needs no per-token learning in the OV circuit.
+* GPT-2's learned position table starts from a scaled sinusoid instead of noise: a previous-token head needs
+  relative position, which a sinusoid offers through a linear map; the table is still learned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.reference.world import World, WorldConfig
+
+BOS = "<|endoftext|>"
+
+
+@dataclass
+class Preset:
+    """Architecture and optimisation settings of one training run."""
+
+    n_layers: int = 4
+    """Transformer blocks."""
+    d_model: int = 128
+    """Residual stream width."""
+    n_heads: int = 4
+    """Query heads per layer."""
+    n_kv_heads: int = 2
+    """Key/value heads per layer (Llama only; GPT-2 has one per query head)."""
+    d_mlp: int = 512
+    """GPT-2 MLP width; Llama uses ``llama_d_mlp`` (three matrices instead of two)."""
+    llama_d_mlp: int = 384
+    """Llama SwiGLU width, about 2/3 of ``d_mlp`` so both models have similar parameter counts."""
+    n_ctx: int = 64
+    """Training sequence length and GPT-2's position table size."""
+    vocab_size: int = 3072
+    """BPE vocabulary size, special token included."""
+    batch: int = 32
+    """Sequences per optimisation step."""
+    steps: int = 12000
+    """Optimisation steps."""
+    lr: float = 2.5e-3
+    """Peak learning rate (AdamW), reached after ``warmup`` steps, then cosine decay to 10%."""
+    warmup: int = 300
+    """Linear warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    repeat_share: float = 0.35
+    """Share of sequences made of repeated random-token spans."""
+    tokenizer_docs: int = 60000
+    """Documents used to train the BPE tokenizer."""
+
+
+PRESETS: dict[str, Preset] = {
+    "full": Preset(),
+    "quick": Preset(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, d_mlp=256, llama_d_mlp=192,
+                    vocab_size=1024, batch=16, steps=300, warmup=30, tokenizer_docs=8000),
+}
+"""Named presets: ``full`` makes the shipped checkpoints, ``quick`` a small model in about a minute."""
+
+
+def train_tokenizer(world: World, vocab_size: int, n_docs: int):
+    """Train a byte-level BPE tokenizer on the world's documents and every fact string."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    # Fact strings and names are repeated so that BPE gives common objects and names a token of their own.
+    from interp.reference.world import NAMES
+
+    strings = [f" {f['object']}" for f in world.facts] + [f" {n}" for n in NAMES] + [f"{n}" for n in NAMES]
+    texts = world.documents(n_docs) + strings * 30
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def hf_tokenizer(tok):
+    """Wrap a ``tokenizers`` tokenizer for Hugging Face (BOS = EOS = PAD = ``<|endoftext|>``)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS,
+                                   unk_token=BOS, model_max_length=10**6)
+
+
+def build_model(arch: str, preset: Preset, vocab_size: int, seed: int):
+    """A freshly initialised GPT-2 or Llama model for ``preset``."""
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        cfg = GPT2Config(vocab_size=vocab_size, n_positions=preset.n_ctx, n_embd=preset.d_model,
+                         n_layer=preset.n_layers, n_head=preset.n_heads, n_inner=preset.d_mlp,
+                         activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                         bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+        model = GPT2LMHeadModel(cfg)
+        pos = torch.arange(preset.n_ctx).float()[:, None]
+        freq = torch.exp(-math.log(10000.0) * torch.arange(0, preset.d_model, 2).float() / preset.d_model)
+        table = torch.zeros(preset.n_ctx, preset.d_model)
+        table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+        with torch.no_grad():
+            model.transformer.wpe.weight.copy_(0.03 * table)
+        return model
+    if arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=preset.d_model, intermediate_size=preset.llama_d_mlp,
+                          num_hidden_layers=preset.n_layers, num_attention_heads=preset.n_heads,
+                          num_key_value_heads=preset.n_kv_heads, max_position_embeddings=2 * preset.n_ctx,
+                          rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                          bos_token_id=0, eos_token_id=0, pad_token_id=0, attention_dropout=0.0)
+        return LlamaForCausalLM(cfg)
+    raise ValueError(f"arch={arch!r}; valid architectures are 'gpt2' and 'llama'")
+
+
+class Stream:
+    """Seeded stream of training batches: packed world documents and repeated random-token spans."""
+
+    def __init__(self, world: World, tok, preset: Preset, seed: int):
+        self.world, self.tok, self.preset = world, tok, preset
+        self.rng = random.Random(seed)
+        self.vocab = tok.get_vocab_size()
+        self.bos = tok.token_to_id(BOS)
+        self.newline = tok.encode("\n").ids
+
+    def _text_sequence(self) -> list[int]:
+        ids = [self.bos]
+        while len(ids) < self.preset.n_ctx + 1:
+            doc = self.tok.encode(self.world.document()).ids
+            ids += doc + self.newline
+        return ids[: self.preset.n_ctx + 1]
+
+    def _repeat_sequence(self) -> list[int]:
+        span = self.rng.randint(6, 31)
+        r = [self.rng.randrange(1, self.vocab) for _ in range(span)]  # id 0 is the special BOS token
+        body = r * (self.preset.n_ctx // span + 1)
+        return [self.bos] + body[: self.preset.n_ctx]
+
+    def batch(self) -> torch.Tensor:
+        """One ``[batch, n_ctx + 1]`` tensor of token ids (inputs and shifted targets)."""
+        rows = [self._repeat_sequence() if self.rng.random() < self.preset.repeat_share else self._text_sequence()
+                for _ in range(self.preset.batch)]
+        return torch.tensor(rows, dtype=torch.long)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    out: Path
+    """Checkpoint directory."""
+    losses: list[float] = field(default_factory=list)
+    """Training loss per logged step."""
+    seconds: float = 0.0
+    """Wall time of the optimisation loop."""
+
+
+def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: int | None = None,
+          seed: int = 0, device: str | None = None, tokenizer_dir: str | Path | None = None,
+          log_every: int = 50, save_every: int = 2000) -> TrainResult:
+    """Train a reference model and save it in Hugging Face layout with ``world.json`` beside it.
+
+    Args:
+        arch: ``"gpt2"`` or ``"llama"``.
+        out: Output directory (created).
+        preset: ``"full"`` (the shipped checkpoints), ``"quick"`` (about a minute on CPU) or a :class:`Preset`.
+        steps: Override the preset's step count.
+        seed: Seeds the world, the tokenizer corpus, the initialisation and the batch stream.
+        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
+        tokenizer_dir: Reuse the tokenizer saved in this directory (so that several models share it).
+        log_every: Steps between logged losses.
+        save_every: Steps between intermediate saves to ``out`` (a long run can be stopped and still leave a
+            usable checkpoint).
+
+    Returns:
+        A :class:`TrainResult` with the output directory and the loss curve.
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r}; valid presets are {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps={steps}; must be >= 1")
+        preset = Preset(**{**asdict(preset), "steps": steps})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    world = World(WorldConfig(seed=seed))
+
+    from tokenizers import Tokenizer
+
+    if tokenizer_dir is not None:
+        tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+    else:
+        tok = train_tokenizer(World(WorldConfig(seed=seed + 100)), preset.vocab_size, preset.tokenizer_docs)
+    model = build_model(arch, preset, tok.get_vocab_size(), seed).to(device)
+    stream = Stream(world, tok, preset, seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": preset.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=preset.lr, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < preset.warmup:
+            return preset.lr * (step + 1) / preset.warmup
+        progress = (step - preset.warmup) / max(1, preset.steps - preset.warmup)
+        return preset.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    result = TrainResult(out=out)
+    model.train()
+    start = time.perf_counter()
+    running = None
+    bar = tqdm(range(preset.steps), desc=f"train {arch}", mininterval=2.0)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        batch = stream.batch().to(device)
+        logits = model(batch[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % log_every == 0 or step == preset.steps - 1:
+            result.losses.append(round(running, 4))
+            bar.set_postfix(loss=f"{running:.3f}")
+        if (step + 1) % save_every == 0 or step == preset.steps - 1:
+            result.seconds = time.perf_counter() - start
+            _save(model, tok, world, out, {"arch": arch, "preset": asdict(preset), "seed": seed, "device": device,
+                                           "steps_done": step + 1, "seconds": round(result.seconds, 1),
+                                           "log_every": log_every, "losses": result.losses})
+            model.train()
+    return result
+
+
+def _save(model, tok, world: World, out: Path, log: dict) -> None:
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    hf_tokenizer(tok).save_pretrained(out)
+    (out / "world.json").write_text(json.dumps(world.to_json(prepend_bos=True), indent=1))
+    (out / "training.json").write_text(json.dumps(log, indent=1))
