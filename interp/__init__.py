@@ -1,0 +1,31 @@
+"""interp: a mechanistic-interpretability toolkit on TransformerLens' ``TransformerBridge``.
+
+Load a model with :func:`load`, run it once with :func:`capture`, and read activations from the
+returned :class:`Capture`.
+"""
+
+from interp import reference
+from interp.capture import ALIASES, Capture, NotCapturedError, capture, expand_kv_heads, resolve_names
+from interp.loading import check_checkpoint_dir, load
+from interp.model_info import ModelInfo, check_head, check_layer, model_info
+from interp.tokens import Tokenized, str_tokens, to_single_token, tokenize
+
+__all__ = [
+    "ALIASES",
+    "Capture",
+    "ModelInfo",
+    "NotCapturedError",
+    "Tokenized",
+    "capture",
+    "check_checkpoint_dir",
+    "check_head",
+    "check_layer",
+    "expand_kv_heads",
+    "load",
+    "model_info",
+    "reference",
+    "resolve_names",
+    "str_tokens",
+    "to_single_token",
+    "tokenize",
+]
