@@ -1,0 +1,40 @@
+# Everything runs inside .venv; `make install` builds it once and re-installs only when
+# pyproject.toml changes (the stamp file .venv/.installed tracks that).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+
+.PHONY: install dashboard test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# Without a GPU, pin torch first so pip takes the CPU wheel instead of pulling multi-GB
+	@# CUDA packages; with one, plain torch (the CUDA build) is what we want.
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/python -m pip install -q torch; \
+	else \
+		$(BIN)/python -m pip install -q torch==2.13.0; \
+	fi
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+dashboard: install
+	@echo "interp dashboard: http://localhost:$(PORT)"
+	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache tests/artifacts
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,115 @@
+"""The ``interp`` command line.
+
+One typer ``app``; each analysis adds a small command function here (or a sub-app via
+``app.add_typer``) that loads through :func:`load_or_exit`, computes with the library and
+prints through :func:`emit`, so every command has a readable default and ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="interp",
+    help="Mechanistic-interpretability toolkit: load models, capture activations, run analyses.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Embedded name, checkpoint directory or hub name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="Device, e.g. cpu or cuda (default: auto).")]
+
+
+def emit(data: Any, text: str, as_json: bool) -> None:
+    """Print ``data`` as JSON when ``as_json``, else the human-readable ``text``."""
+    typer.echo(json.dumps(data) if as_json else text)
+
+
+def fail(err: Exception) -> typer.Exit:
+    """Report a user error on stderr without a traceback; ``raise fail(err)`` exits with status 2."""
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code=2)
+
+
+def load_or_exit(name: str, device: str | None = None) -> Any:
+    """Load ``name`` with :func:`interp.load`, turning bad names into a clean exit."""
+    from interp.loading import load
+
+    try:
+        return load(name, device=device)
+    except (ValueError, FileNotFoundError) as err:
+        raise fail(err) from None
+
+
+@app.command()
+def models(as_json: JsonOption = False) -> None:
+    """List the embedded reference models and whether their checkpoints are present."""
+    from interp import reference
+
+    rows = []
+    for name in reference.names():
+        try:
+            rows.append({"name": name, "present": True, "path": str(reference.path(name))})
+        except FileNotFoundError:
+            rows.append({"name": name, "present": False, "path": str(reference.registry.CHECKPOINTS / name)})
+    text = "\n".join(f"{r['name']:<12} {'present' if r['present'] else 'missing':<8} {r['path']}" for r in rows)
+    emit(rows, text, as_json)
+
+
+@app.command()
+def capture(
+    model: ModelOption = "ref-gpt2",
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Prompt text.")] = "The Eiffel Tower is located in the city of",
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--names", "-n", help="Aliases or hook names (repeat or comma-separate); default: resid."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many next-token predictions to show.")] = 5,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run one prompt and summarise each captured hook: shape and norm per position."""
+    from interp.capture import capture as run_capture
+
+    wanted = [n.strip() for item in names or ["resid"] for n in item.split(",") if n.strip()]
+    bridge = load_or_exit(model, device)
+    try:
+        cap = run_capture(bridge, prompt, names=wanted)
+    except ValueError as err:
+        raise fail(err) from None
+    probs = cap.last_logits[0].float().softmax(-1)
+    best = probs.topk(min(top, probs.shape[0]))
+    predictions = [
+        {"token": cap.tokenizer.decode([int(i)]), "id": int(i), "prob": round(float(p), 6)}
+        for p, i in zip(best.values, best.indices, strict=True)
+    ]
+    hooks = {name: {"shape": list(x.shape), "norm": _norms_per_position(name, x)} for name, x in cap.activations.items()}
+    data = {
+        "model": cap.info.name,
+        "tokens": cap.tokens[0].tolist(),
+        "str_tokens": cap.str_tokens[0],
+        "hooks": hooks,
+        "top_next": predictions,
+    }
+    lines = [f"model {cap.info.name}", "tokens " + " ".join(repr(t) for t in cap.str_tokens[0]), ""]
+    width = max((len(n) for n in hooks), default=0)
+    for name, h in hooks.items():
+        norms = " ".join(f"{v:.3g}" for v in h["norm"])
+        lines.append(f"{name:<{width}}  {str(tuple(h['shape'])):<18} norm/pos {norms}")
+    lines += ["", "next token: " + ", ".join(f"{p['token']!r} {p['prob']:.3f}" for p in predictions)]
+    emit(data, "\n".join(lines), as_json)
+
+
+def _norms_per_position(name: str, x: Any) -> list[float]:
+    """L2 norm of batch row 0 at each (query) position, over every other dimension."""
+    import torch
+
+    row = x[0].float()
+    if name.endswith(("hook_pattern", "hook_attn_scores")):
+        row = row.transpose(0, 1)  # [head q k] -> [q head k]
+        row = row.masked_fill(row <= torch.finfo(x.dtype).min, 0.0)  # masked scores are finfo.min
+    return [round(float(v), 5) for v in row.reshape(row.shape[0], -1).norm(dim=-1)]
