@@ -1,0 +1,173 @@
+"""The reference world: determinism, held-out templates, world.json schema, and the shipped checkpoints."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+import interp
+from interp.reference import names, path
+from interp.reference.facts import RELATIONS, TEMPLATES
+from interp.reference.world import World, WorldConfig
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return World(WorldConfig(seed=0)).documents(30000)
+
+
+def test_same_seed_same_corpus():
+    assert World(WorldConfig(seed=3)).documents(500) == World(WorldConfig(seed=3)).documents(500)
+    assert World(WorldConfig(seed=3)).documents(500) != World(WorldConfig(seed=4)).documents(500)
+
+
+def test_facts_and_templates_meet_the_spec():
+    world = World()
+    assert len(world.facts) >= 300
+    assert {f["relation"] for f in world.facts} == set(RELATIONS)
+    for rel, templates in TEMPLATES.items():
+        assert len(templates["train"]) >= 25, rel
+        assert len(templates["heldout"]) >= 5, rel
+        for t in templates["train"] + templates["heldout"]:
+            assert t.count("{subject}") == 1 and not t.endswith(" "), t
+    pairs = {(f["relation"], f["subject"]) for f in world.facts}
+    assert len(pairs) == len(world.facts), "a subject has two objects for one relation"
+    assert ("landmark_city", "the Eiffel Tower") in pairs and ("landmark_city", "the Colosseum") in pairs
+
+
+def _normalised(template: str) -> str:
+    return re.sub(r"[^a-z{} ]", "", template.lower()).strip()
+
+
+def test_heldout_templates_never_occur_in_training_text(corpus):
+    text = "\n".join(corpus)
+    train_wording = {_normalised(t) for rel in TEMPLATES.values() for t in rel["train"]}
+    for rel, templates in TEMPLATES.items():
+        for template in templates["heldout"]:
+            assert _normalised(template) not in train_wording, f"{template!r} differs only in punctuation"
+            before, after = (re.escape(p) for p in template.split("{subject}"))
+            pattern = re.compile(before + r"[^\n]{1,60}?" + after)
+            hit = pattern.search(text)
+            assert hit is None, f"held-out template {template!r} ({rel}) occurs in training text: {hit.group(0)!r}"
+
+
+def test_training_text_asks_with_training_templates(corpus):
+    world = World()
+    subjects = {f["subject"] for f in world.facts}
+    hits = [d for d in corpus if "is located in the city of" in d]
+    assert hits and all(any(s in d for s in subjects) for d in hits)
+
+
+def test_world_json_schema():
+    doc = World().to_json()
+    assert set(doc) >= {"facts", "templates", "tasks", "prepend_bos"}
+    assert isinstance(doc["prepend_bos"], bool)
+    for fact in doc["facts"]:
+        assert set(fact) == {"relation", "subject", "object"}
+    for rel in RELATIONS:
+        assert set(doc["templates"][rel]) == {"train", "heldout"}
+    for task in ("agreement", "ioi"):
+        t = doc["tasks"][task]
+        assert len(t["prompts"]) == len(t["answers"]) == len(t["wrong"]) > 0
+    heldout_names = set(doc["tasks"]["ioi"]["heldout_names"])
+    for prompt, answer in zip(doc["tasks"]["ioi"]["prompts"], doc["tasks"]["ioi"]["answers"]):
+        assert answer.strip() in heldout_names and answer.strip() in prompt
+    json.dumps(doc)  # serialisable
+
+
+def test_heldout_names_and_nouns_stay_out_of_their_tasks(corpus):
+    world = World()
+    ioi_docs = [d for d in corpus if " gave " in d or " handed " in d or " passed the " in d]
+    for name in world.heldout_names:
+        assert not any(re.search(rf"\b{name}\b", d) for d in ioi_docs), name
+        assert any(re.search(rf"\b{name}\b", d) for d in corpus), f"{name} never appears at all"
+    agreement_docs = [d for d in corpus if d.startswith("The ") and " that " in d]
+    for sing, plur in world.heldout_nouns:
+        assert not any(d.startswith(f"The {sing} that") or d.startswith(f"The {plur} that") for d in agreement_docs)
+
+
+def test_quick_recipe_trains_and_loads(tmp_path):
+    from interp.reference.train import train
+
+    result = train("llama", tmp_path / "quick", preset="quick", steps=20, log_every=5)
+    assert result.losses[-1] < result.losses[0]
+    model = interp.load(tmp_path / "quick")
+    world = json.loads((tmp_path / "quick" / "world.json").read_text())
+    assert world["prepend_bos"] is True
+    tokens, _ = interp.tokenize(model, "the Eiffel Tower is located in the city of")
+    assert tokens[0, 0].item() == model.tokenizer.bos_token_id
+
+
+def test_bad_recipe_arguments(tmp_path):
+    from interp.reference.train import train
+
+    with pytest.raises(ValueError, match="arch='gpt3'"):
+        train("gpt3", tmp_path, preset="quick", steps=1)
+    with pytest.raises(ValueError, match="preset='huge'"):
+        train("gpt2", tmp_path, preset="huge")
+    with pytest.raises(ValueError, match="steps=0"):
+        train("gpt2", tmp_path, preset="quick", steps=0)
+
+
+@pytest.mark.parametrize("name", names())
+def test_embedded_checkpoint_loads_offline(name, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted while loading an embedded model")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    folder = path(name)
+    for file in ("config.json", "model.safetensors", "tokenizer.json", "world.json", "CARD.md"):
+        assert (folder / file).is_file(), file
+    assert (folder / "model.safetensors").stat().st_size <= 20e6
+    model = interp.load(name)
+    assert model.cfg.n_layers >= 4 and model.cfg.n_heads >= 4
+
+
+@pytest.mark.parametrize("name", names())
+def test_embedded_checkpoint_loads_in_plain_hf(name):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = path(name)
+    hf = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    ids = torch.tensor([[tok.bos_token_id] + tok("the Colosseum is in the city of")["input_ids"]])
+    model = interp.load(name)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(ids), hf(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", names())
+def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
+    """A fast sample of the card's numbers (the full numbers run in `make test-all`)."""
+    from interp.reference.evaluate import fact_recall, pairwise_accuracy, repeat_losses
+
+    model = interp.load(name)
+    world = json.loads((path(name) / "world.json").read_text())
+    sample = dict(world)
+    sample["facts"] = world["facts"][::6]
+    sample["templates"] = {r: {"train": t["train"][:4], "heldout": t["heldout"][:2]}
+                           for r, t in world["templates"].items()}
+    assert min(fact_recall(model, sample, "train").values()) >= 0.9
+    first, second = repeat_losses(model, n=32)
+    assert first >= 3.0 and second < 0.5
+    ioi = dict(world["tasks"]["ioi"])
+    ioi = {k: v[:64] if isinstance(v, list) else v for k, v in ioi.items()}
+    assert pairwise_accuracy(model, ioi)[0] >= 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", names())
+def test_checkpoint_meets_its_targets(name):
+    from interp.reference.evaluate import evaluate
+
+    model = interp.load(name)
+    scores = evaluate(model, path(name) / "world.json")
+    assert min(scores.recall_train.values()) >= 0.98, scores.recall_train
+    assert min(scores.recall_heldout.values()) >= 0.80, scores.recall_heldout
+    assert scores.repeat_loss_second < 0.1 and scores.repeat_loss_first >= 3.0
+    assert scores.agreement >= 0.9 and scores.ioi >= 0.9
