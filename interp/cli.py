@@ -113,3 +113,57 @@ def _norms_per_position(name: str, x: Any) -> list[float]:
         row = row.transpose(0, 1)  # [head q k] -> [q head k]
         row = row.masked_fill(row <= torch.finfo(x.dtype).min, 0.0)  # masked scores are finfo.min
     return [round(float(v), 5) for v in row.reshape(row.shape[0], -1).norm(dim=-1)]
+
+
+world_app = typer.Typer(help="The reference world: train reference models and score them on its ground truth.",
+                        no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+
+@world_app.command("train")
+def world_train(
+    arch: Annotated[str, typer.Option(help="gpt2 or llama.")],
+    out: Annotated[str, typer.Option(help="Output checkpoint directory.")],
+    quick: Annotated[bool, typer.Option("--quick", help="A small model in about a minute (for tests).")] = False,
+    steps: Annotated[int | None, typer.Option(help="Override the preset's number of steps.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the world, tokenizer, initialisation and batches.")] = 0,
+    tokenizer: Annotated[str | None, typer.Option(help="Reuse the tokenizer saved in this directory.")] = None,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a reference model on the reference world (seeded; saves a loss curve beside the checkpoint)."""
+    from interp.reference.card import loss_figure
+    from interp.reference.train import train
+
+    try:
+        result = train(arch, out, preset="quick" if quick else "full", steps=steps, seed=seed, device=device,
+                       tokenizer_dir=tokenizer)
+    except ValueError as err:
+        raise fail(err) from None
+    training = json.loads((result.out / "training.json").read_text())
+    loss_figure(training).write_html(result.out / "loss_curve.html", include_plotlyjs="cdn")
+    data = {"out": str(result.out), "seconds": round(result.seconds, 1), "final_loss": result.losses[-1]}
+    emit(data, f"saved {result.out} after {result.seconds:.0f} s, final loss {result.losses[-1]:.3f}", as_json)
+
+
+@world_app.command("eval")
+def world_eval(
+    model: ModelOption = "ref-gpt2",
+    world: Annotated[str | None, typer.Option(help="world.json (default: the one beside the checkpoint).")] = None,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure a model's fact recall, repeated-token loss and task accuracies (the numbers of its CARD.md)."""
+    from pathlib import Path
+
+    from interp import reference
+    from interp.reference.evaluate import evaluate
+
+    if world is None:
+        folder = reference.path(model) if model in reference.names() else Path(model)
+        world = str(folder / "world.json")
+    if not Path(world).is_file():
+        raise fail(FileNotFoundError(f"no world.json at {world}; pass --world PATH"))
+    bridge = load_or_exit(model, device)
+    scores = evaluate(bridge, world)
+    emit(json.loads(scores.to_json()), scores.to_markdown(), as_json)
