@@ -83,8 +83,13 @@ def capture(
             prompt (see :func:`interp.tokenize`).
 
     Examples:
-        >>> cap = capture(model, "The Eiffel Tower is in", names=["resid", "pattern"])  # doctest: +SKIP
-        >>> cap.resid(0, "post").shape, cap.pattern(0).shape  # doctest: +SKIP
+        >>> from interp.toy_models import load_toy
+        >>> model = load_toy()  # a random 2-layer GPT-2
+        >>> cap = capture(model, ["The cat sat", "Paris"], names=["resid", "pattern"])
+        >>> cap.tokens.shape, cap.last_positions.tolist()
+        (torch.Size([2, 5]), [4, 1])
+        >>> cap.resid(1, "post").shape, cap.pattern(0).shape
+        (torch.Size([2, 5, 32]), torch.Size([2, 4, 5, 5]))
     """
     info = model_info(model)
     wanted = frozenset(resolve_names(model, names))
@@ -116,8 +121,9 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
         ValueError: an alias the model lacks or a name that is neither alias nor hook.
 
     Examples:
-        >>> resolve_names(model, "resid_pre")  # on a 2-layer model  # doctest: +SKIP
-        ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre']
+        >>> from interp.toy_models import load_toy
+        >>> resolve_names(load_toy(), ["resid_pre", "blocks.0.attn.hook_pattern"])
+        ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre', 'blocks.0.attn.hook_pattern']
     """
     info = model_info(model)
     requested = [names] if isinstance(names, str) else list(names)

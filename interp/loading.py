@@ -78,9 +78,16 @@ def load(
             or a name that is neither local nor found on the hub (embedded names are listed).
 
     Examples:
-        >>> import interp
-        >>> model = interp.load("ref-gpt2")  # doctest: +SKIP
-        >>> big = interp.load("meta-llama/Llama-3.1-8B", dtype="bfloat16", device_map="auto")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from interp.toy_models import save_toy_checkpoint
+        >>> model = load(save_toy_checkpoint(tempfile.mkdtemp()), device="cpu")
+        >>> type(model).__name__, model.training
+        ('TransformerBridge', False)
+
+        Shipped reference models load by name; a model larger than one GPU is sharded:
+
+        >>> model = load("ref-gpt2")  # doctest: +SKIP
+        >>> big = load("meta-llama/Llama-3.1-8B", dtype="bfloat16", device_map="auto")  # doctest: +SKIP
     """
     if device is not None and device_map is not None:
         raise ValueError(

@@ -60,9 +60,10 @@ def model_info(model: Any) -> ModelInfo:
         The model's :class:`ModelInfo`.
 
     Examples:
-        >>> info = model_info(model)  # doctest: +SKIP
-        >>> info.n_layers, info.arch  # doctest: +SKIP
-        (4, 'gpt2')
+        >>> from interp.toy_models import ToyConfig, load_toy
+        >>> info = model_info(load_toy(ToyConfig(arch="llama", n_kv_heads=2)))
+        >>> info.arch, info.n_layers, info.n_heads, info.n_kv_heads, info.norm, info.positional
+        ('llama', 2, 4, 2, 'rmsnorm', 'rotary')
     """
     cfg = model.cfg
     hf_config = getattr(getattr(model, "original_model", None), "config", None)

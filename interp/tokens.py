@@ -53,8 +53,12 @@ def tokenize(model: Any, prompts: Prompts, *, prepend_bos: bool | None = None) -
         TypeError: ``prompts`` is none of the accepted kinds.
 
     Examples:
-        >>> tokens, mask = tokenize(model, ["The cat", "A much longer prompt"])  # doctest: +SKIP
-        >>> mask.sum(-1) - 1  # index of each row's last real token  # doctest: +SKIP
+        >>> from interp.toy_models import load_toy
+        >>> tokens, mask = tokenize(load_toy(), ["The cat", "The cat sat on"])
+        >>> tokens.tolist()
+        [[0, 278, 266, 260, 0, 0], [0, 278, 266, 260, 291, 290]]
+        >>> mask.tolist()
+        [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]
     """
     info = model_info(model)
     if isinstance(prompts, Tokenized):
@@ -97,8 +101,10 @@ def str_tokens(model: Any, tokens: Int[torch.Tensor, "batch pos"] | Int[torch.Te
         ``list[str]`` for ``[pos]`` input, ``list[list[str]]`` for ``[batch pos]`` input.
 
     Examples:
-        >>> str_tokens(model, tokenize(model, "The cat").tokens)  # doctest: +SKIP
-        [['<|endoftext|>', 'The', ' cat']]
+        >>> from interp.toy_models import load_toy
+        >>> model = load_toy()
+        >>> str_tokens(model, tokenize(model, "The cat").tokens)
+        [['<|endoftext|>', 'The', ' c', 'at']]
     """
     if tokens.ndim not in (1, 2):
         raise ValueError(f"tokens must be [pos] or [batch pos], got shape {tuple(tokens.shape)}")
@@ -122,8 +128,14 @@ def to_single_token(model: Any, text: str) -> int:
         ValueError: ``text`` does not encode to exactly one token (the message lists the pieces).
 
     Examples:
-        >>> to_single_token(model, " Paris")  # doctest: +SKIP
-        1234
+        >>> from interp.toy_models import load_toy
+        >>> model = load_toy()
+        >>> model.tokenizer.decode([to_single_token(model, " Mary")])
+        ' Mary'
+        >>> to_single_token(model, " city")
+        Traceback (most recent call last):
+        ...
+        ValueError: text=' city' is 3 tokens [' c', 'it', 'y']; a target must be exactly one token
     """
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     if len(ids) != 1:

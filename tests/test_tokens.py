@@ -65,7 +65,7 @@ def test_bad_prompts_raise_value_error_naming_the_value(tiny_gpt2, prompts, matc
 
 
 def test_non_string_list_is_a_type_error(tiny_gpt2):
-    with pytest.raises(TypeError, match="list of str"):
+    with pytest.raises(TypeError, match="prompts"):
         interp.tokenize(tiny_gpt2, ["ok", 3])
 
 
