@@ -5,17 +5,25 @@ returned :class:`Capture`.
 """
 
 from interp import reference
+from interp.activation_view import ACTIVATION_SITES, ActivationView, PositionSummary, activation_view
+from interp.attention_view import AttentionView, attention_view
 from interp.capture import ALIASES, Capture, NotCapturedError, capture, expand_kv_heads, resolve_names
 from interp.loading import check_checkpoint_dir, load
 from interp.model_info import ModelInfo, check_head, check_layer, model_info
 from interp.tokens import Tokenized, str_tokens, to_single_token, tokenize
 
 __all__ = [
+    "ACTIVATION_SITES",
     "ALIASES",
+    "ActivationView",
+    "AttentionView",
     "Capture",
     "ModelInfo",
     "NotCapturedError",
+    "PositionSummary",
     "Tokenized",
+    "activation_view",
+    "attention_view",
     "capture",
     "check_checkpoint_dir",
     "check_head",
