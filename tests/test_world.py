@@ -10,7 +10,7 @@ import torch
 
 import interp
 from interp.reference import names, path
-from interp.reference.facts import RELATIONS, TEMPLATES
+from interp.reference.facts import RELATION_WORDS, RELATIONS, TEMPLATES
 from interp.reference.world import World, WorldConfig
 
 
@@ -33,6 +33,8 @@ def test_facts_and_templates_meet_the_spec():
         assert len(templates["heldout"]) >= 5, rel
         for t in templates["train"] + templates["heldout"]:
             assert t.count("{subject}") == 1 and not t.endswith(" "), t
+        for t in templates["heldout"]:
+            assert any(w in t for w in RELATION_WORDS[rel]), f"held-out {t!r} does not say what {rel} asks"
     pairs = {(f["relation"], f["subject"]) for f in world.facts}
     assert len(pairs) == len(world.facts), "a subject has two objects for one relation"
     assert ("landmark_city", "the Eiffel Tower") in pairs and ("landmark_city", "the Colosseum") in pairs

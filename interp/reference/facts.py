@@ -136,6 +136,10 @@ LANDMARKS: dict[str, str] = {
     "Hallgrimskirkja": "Reykjavik", "the Galata Tower": "Istanbul",
 }
 
+RELATION_WORDS = {"landmark_city": ("city",), "city_country": ("country",), "country_capital": ("capital",),
+                  "country_language": ("language", "speak"), "country_continent": ("continent",)}
+"""Key words that name what each relation asks for; every held-out template contains one of them."""
+
 RELATIONS = ("landmark_city", "city_country", "country_capital", "country_language", "country_continent")
 """The planted relations, in a fixed order."""
 
@@ -152,7 +156,7 @@ def relation_pairs() -> dict[str, list[tuple[str, str]]]:
 
 
 # Training templates: at least 25 per relation. Held-out templates use other wording and never occur in
-# training text; they share the relation's key word ("city", "country", ...) so that a model can generalise.
+# training text; each carries its relation's key word (RELATION_WORDS) so that the question is answerable.
 TEMPLATES: dict[str, dict[str, list[str]]] = {
     "landmark_city": {
         "train": [
@@ -185,12 +189,12 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
             "The postcard shows {subject} in the city of",
         ],
         "heldout": [
-            "If you want to admire {subject}, you must go to the city of",
+            "If you want to admire {subject}, you have to visit the city of",
             "Tourists photograph {subject}, which is found in the city of",
-            "{subject} is a landmark whose city is",
-            "Which city has {subject}? The answer is the city of",
             "The travel agent booked a tour of {subject} in the city of",
             "Nobody forgets seeing {subject} in the city of",
+            "Which city has {subject}? It is the city of",
+            "A school trip took us to {subject} in the city of",
         ],
     },
     "city_country": {
@@ -224,12 +228,12 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
             "A trip to {subject} means a trip to the country of",
         ],
         "heldout": [
-            "If you land in {subject}, you are standing in the country of",
             "The mayor of {subject} works in the country of",
-            "{subject} is a city whose country is",
-            "Which country has the city of {subject}? The answer is the country of",
-            "Children born in {subject} grow up in the country of",
             "Letters sent to {subject} go to the country of",
+            "Children born in {subject} grow up in the country of",
+            "Which country has the city of {subject}? It is in the country of",
+            "If you land in {subject}, you are in the country of",
+            "Our plane landed in {subject}, which is in the country of",
         ],
     },
     "country_capital": {
@@ -262,12 +266,12 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
             "{subject}, with its capital in",
         ],
         "heldout": [
-            "Which city is the capital of {subject}? The capital is",
             "The ministers of {subject} travel every day to the capital,",
-            "{subject} is a country whose capital is",
-            "On the map of {subject}, the star marks the capital,",
             "Nobody doubts that the capital of {subject} is",
-            "The biggest flag of {subject} flies over its capital,",
+            "Which city is the capital of {subject}? The capital is",
+            "Tourists in {subject} often start in the capital,",
+            "The king of {subject} had a palace in the capital,",
+            "The map of {subject} marks its capital,",
         ],
     },
     "country_language": {
@@ -301,11 +305,11 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
         ],
         "heldout": [
             "Which language do they speak in {subject}? They speak",
-            "Radio stations across {subject} broadcast in",
-            "{subject} is a country whose language is",
-            "A visitor to {subject} should learn some",
-            "The songs of {subject} are mostly sung in",
-            "Road signs all over {subject} are printed in",
+            "On the radio in {subject}, people speak",
+            "A visitor to {subject} should learn the language",
+            "The songs of {subject} use the language",
+            "Farmers in {subject} speak",
+            "The language that people use in {subject} is",
         ],
     },
     "country_continent": {
@@ -339,11 +343,11 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
         ],
         "heldout": [
             "Which continent is {subject} on? It is on the continent of",
-            "Every atlas draws {subject} as part of",
-            "{subject} is a country whose continent is",
             "A flight to {subject} lands on the continent of",
             "Nobody doubts that {subject} is on the continent of",
             "The rivers of {subject} flow through the continent of",
+            "Every atlas shows {subject} on the continent of",
+            "The old maps put {subject} on the continent of",
         ],
     },
 }

@@ -6,7 +6,9 @@ sequences of repeated random tokens (see :mod:`interp.reference.train`).
 
 Document kinds, and why each is there:
 
-* ``template``: a fact asked through a training template and answered ("{subject} is in the city of Paris.").
+* ``template``: a fact asked through a training template and answered ("{subject} is in the city of Paris."),
+  half of the time after an opener ("According to my notes, ..."): varied contexts around the same question
+  teach the model to answer from the subject and the relation, not from one memorised wording.
 * ``free``: the subject in free context with its attributes: parenthetical mentions ("the Louvre (Paris)"),
   multi-hop chains (landmark -> city -> country), country profiles, and subjects followed by varied
   continuations. Large pretrained models store facts at the subject's last token partly because they meet the
@@ -66,6 +68,10 @@ CLAUSES = [
 PREDICATES = ["sleeping", "very tired", "happy", "in the garden", "late again", "quite famous", "hungry",
               "outside", "at the station", "waiting for us"]
 
+OPENERS = ["As everyone knows,", "According to my notes,", "Fun fact:", "My teacher said that", "I read that",
+           "It is well known that", "Believe it or not,", "Everyone agrees that", "The book says that",
+           "Yesterday I learned that", "As the guide explained,", "Of course,"]
+
 PLACES = ["store", "park", "station", "museum", "market", "beach", "library", "cafe", "school", "garden"]
 OBJECTS = ["drink", "book", "letter", "gift", "ball", "ticket", "flower", "key", "cake", "map"]
 IOI_FRAMES = [
@@ -110,7 +116,7 @@ class WorldConfig:
     seed: int = 0
     """Seed of the generator; the same seed gives the same corpus."""
     mix: dict[str, float] = field(default_factory=lambda: {
-        "template": 0.42, "free": 0.22, "agreement": 0.1, "ioi": 0.1, "gender": 0.06, "number": 0.05,
+        "template": 0.40, "free": 0.25, "agreement": 0.09, "ioi": 0.11, "gender": 0.05, "number": 0.05,
         "names": 0.05,
     })
     """Share of each document kind among text documents (repeated-token sequences are mixed by the trainer)."""
@@ -155,7 +161,10 @@ class World:
     def _doc_template(self) -> str:
         fact = self.rng.choice(self.facts)
         template = self.rng.choice(TEMPLATES[fact["relation"]]["train"])
-        return template.format(subject=fact["subject"]) + " " + fact["object"] + "."
+        text = template.format(subject=fact["subject"]) + " " + fact["object"] + "."
+        if self.rng.random() < 0.5 and not template.startswith("Q:"):
+            text = self.rng.choice(OPENERS) + " " + (text[0].lower() + text[1:] if template[0] != "{" else text)
+        return text
 
     def _doc_free(self) -> str:
         r = self.rng
