@@ -205,6 +205,29 @@ class Capture:
         """Whether ``hook_name`` was captured."""
         return hook_name in self.activations
 
+    def __repr__(self) -> str:
+        """One line: model, batch shape and how many hooks were kept (tensors are not printed)."""
+        return (
+            f"Capture({self.info.name!r}, tokens={tuple(self.tokens.shape)}, "
+            f"{len(self.activations)} hooks, {_megabytes(self.activations.values()):.1f} MB)"
+        )
+
+    def to_frame(self) -> Any:
+        """One row per captured hook: name, shape, dtype and size in MB (a ``pandas.DataFrame``).
+
+        Examples:
+            >>> from interp.toy_models import load_toy
+            >>> capture(load_toy(), "The cat", names="neurons").to_frame()["shape"].tolist()
+            [(1, 4, 128), (1, 4, 128)]
+        """
+        import pandas as pd
+
+        rows = [
+            {"hook": name, "shape": tuple(x.shape), "dtype": str(x.dtype).removeprefix("torch."), "mb": _megabytes([x])}
+            for name, x in self.activations.items()
+        ]
+        return pd.DataFrame(rows, columns=["hook", "shape", "dtype", "mb"])
+
     @property
     def hook_names(self) -> list[str]:
         """Names of the captured hooks, in capture order."""
@@ -300,4 +323,8 @@ class Capture:
 
     def _kv(self, x: torch.Tensor, expand: bool) -> torch.Tensor:
         return expand_kv_heads(x, self.info.n_heads) if expand else x
+
+
+def _megabytes(tensors: Any) -> float:
+    return sum(x.numel() * x.element_size() for x in tensors) / 2**20
 

@@ -65,6 +65,14 @@ def test_model_info(tiny_gpt2, tiny_llama):
     assert (llama.norm, llama.positional, llama.is_gqa) == ("rmsnorm", "rotary", True)
 
 
+def test_repr_and_frame(tiny_gpt2):
+    cap = interp.capture(tiny_gpt2, PROMPTS, names="resid")
+    assert repr(cap).startswith("Capture(") and "6 hooks" in repr(cap) and "tensor" not in repr(cap)
+    frame = cap.to_frame()
+    assert frame["hook"].tolist() == cap.hook_names
+    assert frame["shape"].iloc[0] == tuple(cap.resid(0).shape)
+
+
 def test_only_requested_hooks_are_kept(tiny_gpt2):
     cap = interp.capture(tiny_gpt2, PROMPT, names=["pattern", "blocks.1.mlp.hook_pre"])
     assert cap.hook_names == ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern", "blocks.1.mlp.hook_pre"]
