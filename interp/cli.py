@@ -167,3 +167,7 @@ def world_eval(
     bridge = load_or_exit(model, device)
     scores = evaluate(bridge, world)
     emit(json.loads(scores.to_json()), scores.to_markdown(), as_json)
+
+
+# induction, heads and lens live in their own module; importing it registers them on ``app``.
+from interp import head_commands  # noqa: E402,F401

@@ -1,0 +1,76 @@
+"""Head census versus a plain forward, and versus TransformerLens' ``detect_head`` on the same heads and prompts.
+
+Model: the embedded ``ref-gpt2`` when its checkpoint is present, else a random GPT-2 of the same size.
+Prompts: 16 rows of reference-world text, each a chunk repeated once (``[BOS] + t + t``), 63 tokens long
+because ``detect_head`` only accepts sequences shorter than the context. The census is timed with
+``importance=False``: pattern scores from one capture. (Importance adds ``n_layers`` ablation passes of
+``n_heads x batch`` rows by design; it is not part of this ratio.) ``detect_head`` is called the way its
+docs show, once per head type (previous-token, duplicate-token, induction) with the list of prompts; it
+then runs one forward per prompt and scores one head at a time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+
+from benchmarks.runner import Ratio, median_seconds
+
+BATCH = 16
+
+
+def _model():
+    import interp
+    from interp.toy_models import ToyConfig, save_toy_checkpoint
+
+    try:
+        folder = interp.reference.path("ref-gpt2")
+    except FileNotFoundError:
+        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
+        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-heads-"), config)
+    return folder, interp.load(folder, device="cpu")
+
+
+def run() -> list[Ratio]:
+    """Time ``head_census(importance=False)``, a bridge forward and three ``detect_head`` calls."""
+    from transformer_lens.head_detector import detect_head
+
+    import interp
+    from interp.heads import head_census
+
+    folder, model = _model()
+    info = interp.model_info(model)
+    chunk = torch.randint(1, info.d_vocab, (BATCH, (info.n_ctx - 2) // 2), generator=torch.Generator().manual_seed(0))
+    # Round-trip through text so both tools tokenize the same strings into the same tokens.
+    texts = [model.tokenizer.decode(row) for row in torch.cat([chunk, chunk], 1).tolist()]
+    tokens = interp.tokenize(model, texts).tokens
+    same_length = bool(interp.tokenize(model, texts).attention_mask.all())
+
+    def census():
+        head_census(model, texts, importance=False)
+
+    def forward():
+        with torch.no_grad():
+            model(tokens)
+
+    def tl_detect():
+        with torch.no_grad():
+            for kind in ("previous_token_head", "duplicate_token_head", "induction_head"):
+                detect_head(model, texts, kind)
+
+    t = median_seconds({"census": census, "forward": forward}, repeats=9)
+    t_tl = median_seconds({"census": census, "tl": tl_detect}, repeats=3, warmup=1)
+    ms = {k: f"{1000 * v:.1f} ms" for k, v in (t | {"tl": t_tl["tl"]}).items()}
+    setup = f"{folder.name}, batch {tuple(tokens.shape)}{'' if same_length else ' (padded)'}, {torch.get_num_threads()} threads"
+    return [
+        Ratio("head_census_vs_forward", t["census"] / t["forward"], 1.3,
+              f"census {ms['census']} / forward {ms['forward']}; {setup}"),
+        Ratio("head_census_vs_tl_detect_head", t_tl["census"] / t_tl["tl"], 0.1,
+              f"census {1000 * t_tl['census']:.1f} ms / detect_head x3 {ms['tl']} (target: >= 10x faster)"),
+    ]
+
+
+if __name__ == "__main__":
+    for result in run():
+        print(result.line())
