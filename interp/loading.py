@@ -80,7 +80,8 @@ def load(
     Examples:
         >>> import tempfile
         >>> from interp.toy_models import save_toy_checkpoint
-        >>> model = load(save_toy_checkpoint(tempfile.mkdtemp()), device="cpu")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     model = load(save_toy_checkpoint(folder), device="cpu")
         >>> type(model).__name__, model.training
         ('TransformerBridge', False)
 

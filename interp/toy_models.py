@@ -114,8 +114,8 @@ def save_toy_checkpoint(folder: str | Path, config: ToyConfig = ToyConfig()) -> 
 
     Examples:
         >>> import tempfile, interp
-        >>> folder = save_toy_checkpoint(tempfile.mkdtemp())
-        >>> interp.model_info(interp.load(folder, device="cpu")).n_layers
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     interp.model_info(interp.load(save_toy_checkpoint(folder), device="cpu")).n_layers
         2
     """
     folder = Path(folder)
