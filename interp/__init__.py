@@ -8,6 +8,7 @@ from interp import reference
 from interp.activation_view import ACTIVATION_SITES, ActivationView, PositionSummary, activation_view
 from interp.attention_view import AttentionView, attention_view
 from interp.capture import ALIASES, Capture, NotCapturedError, capture, expand_kv_heads, resolve_names
+from interp.head_knockout import HeadKnockout, knock_out_head
 from interp.heads import HeadCensus, head_census
 from interp.induction import InductionReport, find_induction_heads
 from interp.lens import LensResult, logit_lens
@@ -23,6 +24,7 @@ __all__ = [
     "AttentionView",
     "Capture",
     "HeadCensus",
+    "HeadKnockout",
     "InductionReport",
     "LensResult",
     "ModelInfo",
@@ -39,6 +41,7 @@ __all__ = [
     "expand_kv_heads",
     "find_induction_heads",
     "head_census",
+    "knock_out_head",
     "load",
     "logit_lens",
     "model_info",
