@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: install dashboard test test-all bench clean
+.PHONY: install dashboard test test-all chromium bench clean
 
 install: $(STAMP)
 
@@ -29,8 +29,14 @@ dashboard: install
 test: install
 	$(BIN)/python -m pytest
 
-test-all: install
+test-all: install chromium
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+# The dashboard's browser test drives Debian's chromium + chromedriver: installed once with apt,
+# skipped when both are already there (nothing is downloaded at test time).
+chromium:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 
 bench: install
 	$(BIN)/python -m benchmarks
