@@ -256,10 +256,10 @@ def unembed_through_final_norm(model: Any, info: ModelInfo) -> Float[torch.Tenso
     ``diag(gain) @ W_U``, with the residual centred first for LayerNorm, and each row centred over
     the vocabulary (softmax ignores a shift shared by all logits).
     """
-    w_u = model.W_U.detach().float()
+    w_u = model.W_U.detach().double()
     gain = getattr(getattr(model.ln_final, "original_component", None), "weight", None)
     if gain is not None:
-        w_u = gain.detach().float()[:, None] * w_u
+        w_u = gain.detach().double()[:, None] * w_u
     if info.norm == "layernorm":
         w_u = w_u - w_u.mean(0, keepdim=True)
     return w_u - w_u.mean(1, keepdim=True)
@@ -269,15 +269,17 @@ def copying_scores(
     model: Any, info: ModelInfo, cap: Any, tokens: torch.Tensor, source: slice
 ) -> Float[torch.Tensor, "layer head"]:
     """Eigenvalue copying score per head (see :func:`find_induction_heads`), all heads at once."""
-    u = unembed_through_final_norm(model, info)[:, tokens[:, source].flatten()]  # [d_model n]
-    w_o = model.W_O.detach().float()  # [layer head d_head d_model]
+    # float64: the score is a ratio of sums of small eigenvalues, and float32 loses several digits of it
+    # on near-random heads.
+    u = unembed_through_final_norm(model, info).double()[:, tokens[:, source].flatten()]  # [d_model n]
+    w_o = model.W_O.detach().double()  # [layer head d_head d_model]
     out = torch.einsum("lhdm,mn->lhnd", w_o, u)  # what each source token's logit gets per value direction
     values = torch.stack([cap.v(layer, expand=True)[:, source] for layer in range(info.n_layers)])
-    values = values.float().flatten(1, 2).transpose(1, 2)  # [layer head n d_head]
+    values = values.double().flatten(1, 2).transpose(1, 2)  # [layer head n d_head]
     # M = values @ out^T is n x n of rank <= d_head; its non-zero eigenvalues are those of out^T @ values.
     small = torch.einsum("lhnd,lhne->lhde", out, values)
     eig = torch.linalg.eigvals(small)
-    return eig.real.sum(-1) / eig.abs().sum(-1).clamp(min=torch.finfo(torch.float32).tiny)
+    return (eig.real.sum(-1) / eig.abs().sum(-1).clamp(min=torch.finfo(torch.float64).tiny)).float()
 
 
 def _check_has_patterns(model: Any, info: ModelInfo) -> None:

@@ -131,7 +131,7 @@ class TunedLens:
                 loss.backward()
                 opt.step()
                 sched.step()
-                bar.set_postfix(kl=f"{loss.item() / info.n_layers:.3f}")
+                bar.set_postfix(kl=f"{loss.item() / info.n_layers:.3f}", refresh=False)
         lens.meta["training"]["final_mean_kl"] = round(loss.item() / info.n_layers, 5)
         lens.weight, lens.bias = weight.detach(), bias.detach()
         return lens

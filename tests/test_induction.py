@@ -17,7 +17,7 @@ def _hf_final_norm_and_unembed(model):
     """Final-norm gain and unembedding read straight from the Hugging Face modules (not the bridge)."""
     hf = model.original_model
     norm = hf.transformer.ln_f if hasattr(hf, "transformer") else hf.model.norm
-    return norm.weight.detach().double(), hf.lm_head.weight.detach().double().T, isinstance(norm, torch.nn.LayerNorm)
+    return norm.weight.detach().double(), hf.lm_head.weight.detach().double().T, hf.config.model_type == "gpt2"
 
 
 def slow_induction_scores(model, tokens, seq_len):
