@@ -169,5 +169,41 @@ def world_eval(
     emit(json.loads(scores.to_json()), scores.to_markdown(), as_json)
 
 
+# The probe command lives with its package; importing it here (after the shared options above
+# exist) registers it without a circular import at module load.
+from probes.cli import probe  # noqa: E402
+
+app.command("probe")(probe)
+
+# trace, edit and edit-eval live in their own module; importing it registers them on ``app``.
+from interp import edit_commands  # noqa: E402,F401
+
 # induction, heads and lens live in their own module; importing it registers them on ``app``.
 from interp import head_commands  # noqa: E402,F401
+
+# next-token, generate, speculative and analogy live in their own module; importing it registers them on ``app``.
+from interp import generate_commands  # noqa: E402,F401
+
+
+@world_app.command("card")
+def world_card(
+    model: ModelOption = "ref-gpt2",
+    extra: Annotated[str | None, typer.Option(help="Markdown file of further measured sections to append.")] = None,
+) -> None:
+    """Measure an embedded model on the world's ground truth and (re)write its CARD.md."""
+    from pathlib import Path
+
+    from interp import reference
+    from interp.reference.card import write_card
+    from interp.reference.evaluate import evaluate
+
+    if model not in reference.names():
+        raise fail(ValueError(f"model={model!r}; cards are written for embedded models: {reference.names()}"))
+    folder = reference.path(model)
+    scores = evaluate(load_or_exit(model), folder / "world.json")
+    sections = {}
+    if extra is not None:
+        title, _, body = Path(extra).read_text().partition("\n")
+        sections[title.lstrip("# ").strip()] = body
+    path = write_card(folder, model, scores, f"interp world eval --model {model}", sections)
+    typer.echo(f"wrote {path}")
