@@ -126,3 +126,38 @@ def batch_mean(
     """Mean of ``z`` over the real (unpadded) rows at each position: the mean-ablation value."""
     weight = attention_mask.to(z.dtype)[:, :, None, None]
     return (z * weight).sum(0) / weight.sum(0).clamp(min=1)
+
+
+def joint_ablation_loss(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"],
+    loss_mask: Bool[torch.Tensor, "batch pos"],
+    heads: list[tuple[int, int]],
+    z_mean: list[Float[torch.Tensor, "pos head d_head"]] | None,
+    *,
+    method: str = "mean",
+) -> float:
+    """Mean next-token loss (over ``loss_mask``) with all ``heads`` ablated at once, in one forward pass.
+
+    Redundant heads (several induction heads doing the same job) each look unimportant alone; knocking
+    them out together measures what the group does.
+    """
+    check_ablation(method)
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+
+    def hook_for(layer: int) -> Any:
+        chosen = torch.tensor(by_layer[layer])
+
+        def ablate(z: torch.Tensor, hook: Any) -> torch.Tensor:
+            z = z.clone()  # the hook's input belongs to the forward pass; write a copy
+            z[:, :, chosen] = 0.0 if z_mean is None else z_mean[layer][:, chosen].to(z)
+            return z
+
+        return ablate
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", hook_for(layer)) for layer in by_layer]
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        logits = model(tokens)
+    return float(masked_mean(next_token_losses(logits, tokens), loss_mask))

@@ -131,9 +131,11 @@ def head_census(
 
     Args:
         model: A ``TransformerBridge`` (GPT-2 or Llama style; GQA patterns are per query head).
-        prompts: Text or tokens to study. Default: 16 sequences of reference-world text, each a
-            chunk repeated twice after BOS (``[BOS] + t + t``), so that natural-text behaviours and
-            the repeat-dependent ones (duplicate, induction) are both exercised.
+        prompts: Text or tokens to study. Default: 16 sequences filling the context, each a span
+            repeated once after BOS (``[BOS] + t + t``): 8 of reference-world text and 8 of random
+            tokens. Text exercises natural-language behaviours; repeats exercise duplicate and
+            induction heads, and random repeats show induction even in a model that, on familiar
+            text, leans on what it knows instead of copying.
         seed: Seed of the default text.
         importance: Measure the loss increase under ablation of each head (one batched pass per
             layer of ``n_heads * batch`` rows); ``False`` scores patterns only (one forward).
@@ -164,7 +166,7 @@ def head_census(
         raise ValueError(f"window={window!r}; the local window must reach at least 2 positions back")
     if cache is None:
         if prompts is None:
-            prompts = repeated_world_tokens(model, 16, seed=seed)
+            prompts = default_census_tokens(model, seed=seed)
         names = ["pattern", "z"] if importance and ablation == "mean" else ["pattern"]
         cache = capture(model, prompts, names=names)
     tokens, mask = cache.tokens, cache.attention_mask
@@ -257,6 +259,16 @@ def repeated_world_tokens(model: Any, n_seqs: int, *, seed: int = 0) -> Int[torc
     half = (info.n_ctx - bos) // 2
     text = world_tokens(model, n_seqs, half + bos, seed=seed)
     return torch.cat([text, text[:, bos:]], dim=1)
+
+
+def default_census_tokens(model: Any, *, seed: int = 0) -> Int[torch.Tensor, "batch pos"]:
+    """The census' default batch: 8 rows of repeated world text, then 8 rows of repeated random tokens."""
+    from interp.induction import repeated_random_tokens
+
+    text = repeated_world_tokens(model, 8, seed=seed)
+    bos = 1 if model_info(model).prepend_bos and model.tokenizer.bos_token_id is not None else 0
+    random = repeated_random_tokens(model, (text.shape[1] - bos) // 2, 8, seed=seed)
+    return torch.cat([text, random])
 
 
 def _short(label: str) -> str:

@@ -19,7 +19,14 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.capture import capture
-from interp.head_ablation import batch_mean, check_ablation, head_ablation_losses, masked_mean, next_token_losses
+from interp.head_ablation import (
+    batch_mean,
+    check_ablation,
+    head_ablation_losses,
+    joint_ablation_loss,
+    masked_mean,
+    next_token_losses,
+)
 from interp.model_info import ModelInfo, model_info
 
 SCORES = ("induction", "copying", "ablation")
@@ -53,6 +60,9 @@ class InductionReport:
     """Number of sequences."""
     ablation_method: str
     """``"mean"`` or ``"zero"`` (see :mod:`interp.head_ablation`)."""
+    joint_ablation: float | None = None
+    """Increase of the second-copy loss (nats) when all heads with induction score > 0.5 are ablated
+    together (redundant induction heads each look harmless alone); ``None`` if not measured or none."""
     model_name: str = ""
     """What the model was loaded from."""
     extras: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +94,8 @@ class InductionReport:
             "batch": self.batch,
             "ablation_method": self.ablation_method,
             "clean_loss": self.clean_loss,
+            "joint_ablation": self.joint_ablation,
+            "joint_heads": [list(h) for h in self.heads(0.5)],
             "heads": self._rows(),
         }
 
@@ -104,6 +116,8 @@ class InductionReport:
             ablation = "-" if row["ablation"] is None else f"{row['ablation']:.3f}"
             lines.append(f"{row['layer']:>5} {row['head']:>4} {row['induction']:>9.3f} {row['copying']:>8.3f} "
                          f"{ablation:>8}")
+        if self.joint_ablation is not None:
+            lines.append(f"ablating {self.heads(0.5)} together: +{self.joint_ablation:.3f} nats")
         return "\n".join(lines)
 
     def _column(self, by: str) -> torch.Tensor:
@@ -182,7 +196,9 @@ def find_induction_heads(
     * **ablation**: increase of the mean loss on the second copy (tokens 2..n of it, whose next
       token is determined by the first copy) when the head is ablated, one batched pass per layer.
       ``ablation="mean"`` replaces the head's output by its batch mean at each position,
-      ``"zero"`` by zero (see :mod:`interp.head_ablation`).
+      ``"zero"`` by zero (see :mod:`interp.head_ablation`). Several induction heads often back each
+      other up, so each alone looks harmless; ``joint_ablation`` also knocks out every head with
+      induction score > 0.5 together (one more pass).
 
     Args:
         model: A ``TransformerBridge`` (GPT-2 or Llama style; GQA patterns are per query head).
@@ -227,14 +243,19 @@ def find_induction_heads(
     loss_mask = torch.zeros_like(tokens, dtype=torch.bool)
     loss_mask[:, bos + seq_len : bos + 2 * seq_len - 1] = True
     clean = float(masked_mean(next_token_losses(cap.logits, tokens), loss_mask))
-    effect = None
+    effect, joint = None, None
     if ablate:
-        z_mean = [batch_mean(cap.z(layer), cap.attention_mask) for layer in range(info.n_layers)]
+        z_mean = None
+        if ablation == "mean":
+            z_mean = [batch_mean(cap.z(layer), cap.attention_mask) for layer in range(info.n_layers)]
         losses = head_ablation_losses(model, tokens, loss_mask, z_mean, method=ablation)
         effect = losses - clean
+        strong = [(layer, head) for layer, head in torch.nonzero(induction > 0.5).tolist()]
+        if strong:
+            joint = joint_ablation_loss(model, tokens, loss_mask, strong, z_mean, method=ablation) - clean
     return InductionReport(
         induction=induction, copying=copying, ablation=effect, clean_loss=clean, seq_len=seq_len,
-        batch=batch, ablation_method=ablation, model_name=info.name, extras={"seed": seed},
+        batch=batch, ablation_method=ablation, joint_ablation=joint, model_name=info.name, extras={"seed": seed},
     )
 
 

@@ -118,6 +118,16 @@ def test_labels_planted_heads(tmp_path):
     assert max(abs(float(census.importance[h])) for h in others) < 1e-4  # they write nothing
 
 
+def test_default_prompts(tiny_gpt2):
+    from interp.heads import default_census_tokens
+
+    tokens = default_census_tokens(tiny_gpt2, seed=2)
+    assert tokens.shape == (16, 31) and (tokens[:, 0] == 0).all()
+    assert torch.equal(tokens[:, 1:16], tokens[:, 16:])  # every row is [BOS] + t + t
+    census = head_census(tiny_gpt2, seed=2, importance=False)
+    torch.testing.assert_close(census.scores, head_census(tiny_gpt2, tokens, importance=False).scores)
+
+
 def test_outputs(tiny_gpt2):
     census = head_census(tiny_gpt2, PROMPTS, importance=False)
     assert census.importance is None and census.scores.shape == (len(TYPES), 2, 4)

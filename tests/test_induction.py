@@ -132,6 +132,7 @@ def test_finds_planted_induction_head(planted):
     assert report.heads(0.5) == [(1, induction_head)]
     assert report.copying[1, induction_head] > 0.5
     assert report.ablation[1, induction_head] > 1.0
+    assert report.joint_ablation == pytest.approx(float(report.ablation[1, induction_head]), abs=1e-5)  # one strong head
     # Only the two planted heads write anything; ablating any other head changes nothing.
     assert report.ablation[0, prev_head] > 1.0  # the induction head needs its previous-token input
     others = torch.ones_like(report.ablation, dtype=torch.bool)
