@@ -4,16 +4,19 @@ Load a model with :func:`load`, run it once with :func:`capture`, and read activ
 returned :class:`Capture`.
 """
 
-from interp import reference
+from interp import journey, reference
 from interp.activation_view import ACTIVATION_SITES, ActivationView, PositionSummary, activation_view
 from interp.attention_view import AttentionView, attention_view
 from interp.capture import ALIASES, Capture, NotCapturedError, capture, expand_kv_heads, resolve_names
+from interp.generate import Generation, NextToken, generate, next_token
 from interp.head_knockout import HeadKnockout, knock_out_head
 from interp.heads import HeadCensus, head_census
 from interp.induction import InductionReport, find_induction_heads
+from interp.journey.embeddings import analogy
 from interp.lens import LensResult, logit_lens
 from interp.loading import check_checkpoint_dir, load
 from interp.model_info import ModelInfo, check_head, check_layer, model_info
+from interp.speculative import SpeculativeGeneration, speculative_generate
 from interp.tokens import Tokenized, str_tokens, to_single_token, tokenize
 from interp.tuned_lens import TunedLens
 
@@ -23,16 +26,20 @@ __all__ = [
     "ActivationView",
     "AttentionView",
     "Capture",
+    "Generation",
     "HeadCensus",
     "HeadKnockout",
     "InductionReport",
     "LensResult",
     "ModelInfo",
+    "NextToken",
     "NotCapturedError",
     "PositionSummary",
+    "SpeculativeGeneration",
     "Tokenized",
     "TunedLens",
     "activation_view",
+    "analogy",
     "attention_view",
     "capture",
     "check_checkpoint_dir",
@@ -40,13 +47,17 @@ __all__ = [
     "check_layer",
     "expand_kv_heads",
     "find_induction_heads",
+    "generate",
     "head_census",
+    "journey",
     "knock_out_head",
     "load",
     "logit_lens",
     "model_info",
+    "next_token",
     "reference",
     "resolve_names",
+    "speculative_generate",
     "str_tokens",
     "to_single_token",
     "tokenize",

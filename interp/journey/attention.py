@@ -1,0 +1,220 @@
+"""Stages 4 and 5, attention: one head step by step, then every head of a layer side by side.
+
+One head (:func:`attention_head`): scores ``q·k / sqrt(d_head)`` from the captured queries and keys
+(after RoPE on rotary models), the causal mask, the softmax pattern, and for one query token the value
+mix ``sum_k pattern[q, k] v[k]``. Grouped-query models share a key/value head between
+``n_heads / n_kv_heads`` query heads; query head ``h`` reads key/value head ``h // (n_heads / n_kv_heads)``.
+
+All heads (:func:`attention_heads`): the patterns as the model computed them (``hook_pattern``), on one
+colour scale, labelled with the key/value head each reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+
+from interp.capture import Capture
+from interp.journey.common import check_position, ensure_capture, prompt_str_tokens
+from interp.model_info import check_head, check_layer, model_info
+from interp.tokens import Prompts
+
+
+def kv_head_of(model: Any, head: int) -> int:
+    """The key/value head that query ``head`` reads (itself without grouped-query attention)."""
+    info = model_info(model)
+    return head // (info.n_heads // info.n_kv_heads)
+
+
+def attention_names(model: Any, layer: int) -> list[str]:
+    """Hook names :func:`attention_head` needs for ``layer``."""
+    rotary = model_info(model).positional == "rotary"
+    qk = ("hook_rot_q", "hook_rot_k") if rotary else ("hook_q", "hook_k")
+    return [f"blocks.{layer}.attn.{n}" for n in (*qk, "hook_v", "hook_pattern", "hook_z")]
+
+
+@dataclass
+class AttentionHead:
+    """One head of one layer, from scores to the value mix of one query."""
+
+    layer: int
+    """Layer index."""
+    head: int
+    """Query head index."""
+    kv_head: int
+    """Key/value head this query head reads."""
+    query: int
+    """Query position of :attr:`weighted_values` and :attr:`z`."""
+    str_tokens: list[str]
+    """Prompt tokens."""
+    scores: Float[torch.Tensor, "pos pos"]
+    """``q·k / sqrt(d_head)`` for every query (row) and key (column), before masking."""
+    mask: Bool[torch.Tensor, "pos pos"]
+    """True where a query may attend to a key (the key is not in its future)."""
+    pattern: Float[torch.Tensor, "pos pos"]
+    """Softmax of the masked scores, rows summing to 1."""
+    values: Float[torch.Tensor, "pos d_head"]
+    """Value vector of every key position."""
+    weighted_values: Float[torch.Tensor, "pos d_head"]
+    """``pattern[query, k] * values[k]``: what each key contributes to the query's output."""
+
+    @property
+    def z(self) -> Float[torch.Tensor, " d_head"]:
+        """The head's output at the query position (before ``W_O``): the sum of :attr:`weighted_values`."""
+        return self.weighted_values.sum(0)
+
+    def to_frame(self) -> Any:
+        """One row per key: score, attention weight and contribution norm for the chosen query."""
+        import pandas as pd
+
+        q = self.query
+        return pd.DataFrame({"key": range(len(self.str_tokens)), "token": self.str_tokens,
+                             "score": self.scores[q].tolist(), "allowed": self.mask[q].tolist(),
+                             "weight": self.pattern[q].tolist(),
+                             "contribution_norm": self.weighted_values.norm(dim=-1).tolist()})
+
+    def figure(self) -> Any:
+        """Four panels: raw scores, causal mask, softmax pattern, and the chosen query's value mix."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        labels = [f"{i}:{t!r}" for i, t in enumerate(self.str_tokens)]
+        masked = self.scores.masked_fill(~self.mask, float("nan"))
+        fig = make_subplots(rows=1, cols=4, subplot_titles=(
+            "scores q·k/√d", "causal mask", "pattern (softmax)", f"value mix for query {self.query}"))
+        fig.add_trace(go.Heatmap(z=masked.numpy(), x=labels, y=labels, colorscale="RdBu_r", zmid=0,
+                                 showscale=False), row=1, col=1)
+        fig.add_trace(go.Heatmap(z=self.mask.float().numpy(), x=labels, y=labels, colorscale="Greys",
+                                 showscale=False), row=1, col=2)
+        fig.add_trace(go.Heatmap(z=self.pattern.numpy(), x=labels, y=labels, zmin=0, zmax=1,
+                                 colorscale="Blues", showscale=False), row=1, col=3)
+        fig.add_trace(go.Bar(x=labels, y=self.pattern[self.query].tolist(), name="weight"), row=1, col=4)
+        fig.add_trace(go.Bar(x=labels, y=self.weighted_values.norm(dim=-1).tolist(), name="|weight·v|"),
+                      row=1, col=4)
+        for col in (1, 2, 3):
+            fig.update_yaxes(autorange="reversed", row=1, col=col)
+        fig.update_layout(title=f"Layer {self.layer}, head {self.head} (key/value head {self.kv_head})")
+        return fig
+
+
+def attention_head(
+    model: Any,
+    prompt: Prompts | None = None,
+    layer: int = 0,
+    head: int = 0,
+    query: int = -1,
+    *,
+    cap: Capture | None = None,
+) -> AttentionHead:
+    """Recompute one head's attention from its captured queries, keys and values.
+
+    Args:
+        model: A ``TransformerBridge``.
+        prompt: One prompt.
+        layer: Layer index.
+        head: Query head index.
+        query: Query position whose value mix to show (negative counts from the end).
+        cap: A capture holding :func:`attention_names` (reused instead of running the model).
+
+    Returns:
+        An :class:`AttentionHead`; its ``pattern`` equals the model's ``hook_pattern``.
+
+    Raises:
+        ValueError: layer, head or query out of range.
+
+    Examples:
+        >>> attention_head(model, "When Mary and John went to the store, John gave a drink to", 1, 3).figure()  # doctest: +SKIP
+    """
+    info = model_info(model)
+    check_layer(info, layer)
+    check_head(info, head)
+    cap = ensure_capture(model, prompt, cap, attention_names(model, layer))
+    n = cap.tokens.shape[1]
+    query = check_position(query, n, "query")
+    kv = kv_head_of(model, head)
+    if info.positional == "rotary":
+        q, k = cap.rot_q(layer)[0, :, head], cap.rot_k(layer)[0, :, kv]
+    else:
+        q, k = cap.q(layer)[0, :, head], cap.k(layer)[0, :, kv]
+    scores = (q.float() @ k.float().T) / attention_scale(model, layer)
+    mask = torch.ones(n, n, dtype=torch.bool, device=scores.device).tril()
+    pattern = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    values = cap.v(layer)[0, :, kv].float()
+    return AttentionHead(
+        layer=layer, head=head, kv_head=kv, query=query, str_tokens=prompt_str_tokens(cap),
+        scores=scores.cpu(), mask=mask.cpu(), pattern=pattern.cpu(), values=values.cpu(),
+        weighted_values=(pattern[query, :, None] * values).cpu(),
+    )
+
+
+def attention_scale(model: Any, layer: int) -> float:
+    """The divisor of ``q·k``: ``sqrt(d_head)``, times ``layer + 1`` where GPT-2's config asks for it."""
+    config = getattr(model.original_model, "config", None)
+    scale = float(model.cfg.d_head) ** 0.5
+    if getattr(config, "scale_attn_by_inverse_layer_idx", False):
+        scale *= layer + 1
+    return scale
+
+
+@dataclass
+class AttentionHeads:
+    """Every head's pattern in one layer."""
+
+    layer: int
+    """Layer index."""
+    str_tokens: list[str]
+    """Prompt tokens."""
+    patterns: Float[torch.Tensor, "head pos pos"]
+    """Attention pattern of each query head (``hook_pattern``)."""
+    kv_heads: list[int]
+    """Key/value head read by each query head (all different without grouped-query attention)."""
+
+    def to_frame(self) -> Any:
+        """One row per head: its key/value head, mean attention to BOS and to the previous token."""
+        import pandas as pd
+
+        n = self.patterns.shape[-1]
+        prev = self.patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1) if n > 1 else torch.full(
+            (self.patterns.shape[0],), float("nan"))
+        return pd.DataFrame({"head": range(len(self.kv_heads)), "kv_head": self.kv_heads,
+                             "to_first": self.patterns[:, :, 0].mean(-1).tolist(), "to_previous": prev.tolist()})
+
+    def figure(self) -> Any:
+        """One heatmap per head on a shared 0..1 colour scale; titles name the shared key/value head."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        n_heads = len(self.kv_heads)
+        cols = min(n_heads, 4)
+        rows = -(-n_heads // cols)
+        fig = make_subplots(rows=rows, cols=cols,
+                            subplot_titles=[f"head {h} · kv {g}" for h, g in enumerate(self.kv_heads)])
+        labels = [f"{i}:{t!r}" for i, t in enumerate(self.str_tokens)]
+        for h in range(n_heads):
+            fig.add_trace(go.Heatmap(z=self.patterns[h].numpy(), x=labels, y=labels, coloraxis="coloraxis"),
+                          row=h // cols + 1, col=h % cols + 1)
+            fig.update_yaxes(autorange="reversed", row=h // cols + 1, col=h % cols + 1)
+        fig.update_layout(coloraxis={"cmin": 0, "cmax": 1, "colorscale": "Blues"},
+                          title=f"Layer {self.layer}: all heads (shared colour scale)")
+        return fig
+
+
+def attention_heads(model: Any, prompt: Prompts | None = None, layer: int = 0, *,
+                    cap: Capture | None = None) -> AttentionHeads:
+    """All heads of ``layer`` side by side, with the key/value head each reads.
+
+    Raises:
+        ValueError: layer out of range.
+
+    Examples:
+        >>> attention_heads(model, "The cat sat on the mat", layer=0).figure()  # doctest: +SKIP
+    """
+    info = model_info(model)
+    check_layer(info, layer)
+    cap = ensure_capture(model, prompt, cap, [f"blocks.{layer}.attn.hook_pattern"])
+    return AttentionHeads(layer=layer, str_tokens=prompt_str_tokens(cap),
+                          patterns=cap.pattern(layer)[0].float().cpu(),
+                          kv_heads=[kv_head_of(model, h) for h in range(info.n_heads)])
