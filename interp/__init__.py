@@ -4,7 +4,7 @@ Load a model with :func:`load`, run it once with :func:`capture`, and read activ
 returned :class:`Capture`.
 """
 
-from interp import journey, reference
+from interp import journey, reference, rome
 from interp.activation_view import ACTIVATION_SITES, ActivationView, PositionSummary, activation_view
 from interp.attention_view import AttentionView, attention_view
 from interp.capture import ALIASES, Capture, NotCapturedError, capture, expand_kv_heads, resolve_names
@@ -18,6 +18,7 @@ from interp.loading import check_checkpoint_dir, load
 from interp.model_info import ModelInfo, check_head, check_layer, model_info
 from interp.speculative import SpeculativeGeneration, speculative_generate
 from interp.tokens import Tokenized, str_tokens, to_single_token, tokenize
+from interp.tracing import TraceResult, causal_trace
 from interp.tuned_lens import TunedLens
 
 __all__ = [
@@ -37,11 +38,13 @@ __all__ = [
     "PositionSummary",
     "SpeculativeGeneration",
     "Tokenized",
+    "TraceResult",
     "TunedLens",
     "activation_view",
     "analogy",
     "attention_view",
     "capture",
+    "causal_trace",
     "check_checkpoint_dir",
     "check_head",
     "check_layer",
@@ -57,6 +60,7 @@ __all__ = [
     "next_token",
     "reference",
     "resolve_names",
+    "rome",
     "speculative_generate",
     "str_tokens",
     "to_single_token",
