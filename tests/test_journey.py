@@ -223,3 +223,18 @@ def test_run_computes_all_nine_stages_from_one_capture(tiny_model, monkeypatch):
     assert set(figures) == {"tokens", "embeddings", "analogy", "positions", "attention", "heads", "ffn", "residual",
                             "output", "architecture"}
     assert all(hasattr(f, "to_json") for f in figures.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ref-gpt2", "ref-llama"])
+def test_reference_models_journey_and_speculative_greedy(name):
+    model = interp.load(name, device="cpu")
+    prompt = "The Eiffel Tower is located in the city of"
+    result = journey.run(model, prompt, layer=1, head=0, analogy_words=("king", "man", "woman"))
+    stage = journey.residual_stream(model, prompt, by_head=True)
+    assert abs(float(stage.attributions.sum()) + stage.bias_terms - stage.logit) < 1e-4
+    assert result.output.tokenizer.decode([int(result.output.logits.argmax())]) == " Paris"
+    other = interp.load("ref-llama" if name == "ref-gpt2" else "ref-gpt2", device="cpu")
+    spec = interp.speculative_generate(model, other, prompt, max_new_tokens=16, temperature=0, stop_at_eos=False)
+    plain = interp.generate(model, prompt, max_new_tokens=16, temperature=0, stop_at_eos=False)
+    assert spec.new_tokens.tolist() == plain.new_tokens.tolist()
