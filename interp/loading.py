@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from interp import reference
+from interp.kv_cache import enable_kv_cache
 
 _DTYPES = {
     "float32": torch.float32,
@@ -224,6 +225,8 @@ def _finish(bridge: Any, prepend_bos: bool | None) -> Any:
         raise ValueError(f"{bridge.cfg.model_name}: world.json asks for prepend_bos but the tokenizer has no BOS token")
     bridge.cfg.default_prepend_bos = bool(prepend_bos if prepend_bos is not None else bridge.cfg.default_prepend_bos and has_bos)
     bridge.eval()
+    # TransformerLens 4.3 + transformers 5 drop the KV cache silently; see interp.kv_cache.
+    enable_kv_cache()
     return bridge
 
 

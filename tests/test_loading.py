@@ -158,3 +158,12 @@ def test_device_map_passes_through(tiny_llama_dir, tiny_llama, device_map, monke
 def test_dtype_is_applied(tiny_gpt2_dir):
     model = interp.load(tiny_gpt2_dir, device="cpu", dtype="bfloat16")
     assert next(model.original_model.parameters()).dtype == torch.bfloat16
+
+
+def test_transformerlens_generate_uses_the_kv_cache_correctly(tiny_model):
+    """interp.load repairs the bridge's KV cache (see interp.kv_cache): TL's own generate agrees with itself."""
+    tokens = interp.tokenize(tiny_model, "the cat sat").tokens
+    kwargs = dict(max_new_tokens=6, do_sample=False, verbose=False)
+    cached = tiny_model.generate(tokens, use_past_kv_cache=True, **kwargs)
+    uncached = tiny_model.generate(tokens, use_past_kv_cache=False, **kwargs)
+    assert torch.equal(cached, uncached)
