@@ -11,11 +11,10 @@ import streamlit as st
 
 import app_shell
 import interp
-from interp import rome
-from interp.generate import generate
 
+# Session-state key of this session's edit: the edited copy, the Edit, and the request. (A comment,
+# not a docstring: Streamlit's "magic" would print a bare string literal on the page.)
 STATE = "fact_edit"
-"""Session-state key of this session's edit: the edited copy, the Edit, and the request."""
 
 
 def _edited_copy(ctx: app_shell.Context):
@@ -44,6 +43,11 @@ def _table(pairs, before, after):
 
 def render() -> None:
     st.title("Fact editor")
+    if app_shell.missing("interp.rome.edit", "the ROME issue"):
+        return
+    from interp import rome
+    from interp.generate import generate
+
     ctx = app_shell.context(need_prompt=False)
     st.caption(
         "Trace where the model stores a fact about a subject, then rewrite it with ROME (a rank-one change to one "

@@ -12,8 +12,8 @@ def render() -> None:
     st.subheader("Head census")
     st.caption(
         "Each head's attention mass on the keys that define a behaviour (previous token, duplicate token, "
-        "induction, BOS, self, local window), measured on reference-world text repeated twice, and the loss "
-        "increase when the head is mean-ablated. Cells carry each head's label."
+        "induction, BOS, self, local window), measured on the census's default text (see `interp.head_census`), "
+        "and the loss increase when the head is mean-ablated. Cells carry each head's label."
     )
     with st.spinner("Scoring every head…"):
         census = app_shell.cached("interp.heads.head_census", ctx.key)

@@ -3,11 +3,14 @@
 import streamlit as st
 
 import app_shell
-import probes
 
 
 def render() -> None:
     st.title("Probes")
+    if app_shell.missing("probes.fit", "the probes issue"):
+        return
+    import probes
+
     ctx = app_shell.context(need_prompt=False)
     cols = st.columns(2)
     task = cols[0].selectbox("Probe task", probes.TASKS, key="probe_task")

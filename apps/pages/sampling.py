@@ -3,11 +3,14 @@
 import streamlit as st
 
 import app_shell
-from interp.generate import generate
 
 
 def render() -> None:
     st.title("Sampling")
+    if app_shell.missing("interp.generate.generate", "issue #8"):
+        return
+    from interp.generate import generate
+
     ctx = app_shell.context()
     cols = st.columns(3)
     temperature = cols[0].slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="samp_temperature")

@@ -65,6 +65,8 @@ def _step() -> None:
 
 def render() -> None:
     st.title("Walkthrough: a token's journey")
+    if app_shell.missing("interp.journey.run", "issue #8"):
+        return
     ctx = app_shell.context()
     labels = app_shell.token_labels(interp.str_tokens(ctx.model, interp.tokenize(ctx.model, ctx.prompt).tokens[0]))
 
