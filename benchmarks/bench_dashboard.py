@@ -2,8 +2,13 @@
 
 Two figures, each reported as a ratio to its budget from the dashboard issue:
 
-* ``dashboard_first_render``: the walkthrough page rendered from cold caches, model load included
-  (``st.cache_resource`` and ``st.cache_data`` cleared before each run), against 10 s.
+* ``dashboard_first_render_new_process``: the very first walkthrough render of a fresh Python process
+  (as the first visitor after ``make dashboard`` sees it): model load and every one-off library
+  import on the way (transformers' model classes, TransformerLens, interp) included, Streamlit
+  itself already imported (the server has it), against 10 s.
+* ``dashboard_first_render``: the walkthrough page rendered from cold caches in a process that has
+  imported the libraries once (``st.cache_resource`` and ``st.cache_data`` cleared before each run:
+  a model picked for the first time, or a new prompt), against 10 s.
 * ``dashboard_cached_slider``: moving the Activations browser's layer slider to a value whose
   result is already cached (the rerun of the whole script, figure serialisation included),
   against 300 ms.
@@ -14,6 +19,8 @@ Model: the embedded ``ref-gpt2`` when present, else a random GPT-2 of the same s
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,13 +43,33 @@ def _model_path() -> str:
         return str(save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-dashboard-"), config))
 
 
+_NEW_PROCESS = """
+import sys, time
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=600)
+at.session_state["model_path"] = sys.argv[2]
+start = time.perf_counter()
+at.run()
+assert not at.exception and not at.error and at.get("plotly_chart"), "walkthrough did not render"
+print(time.perf_counter() - start)
+"""
+
+
+def _new_process_render(model: str) -> float:
+    done = subprocess.run([sys.executable, "-c", _NEW_PROCESS, str(ENTRY), model], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"fresh-process render failed: {done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def run() -> list[Ratio]:
-    """Time the cold walkthrough render and a cached slider change."""
+    """Time the walkthrough's first render (fresh process, then cold caches) and a cached slider change."""
     import streamlit as st
     import torch
     from streamlit.testing.v1 import AppTest
 
     model = _model_path()
+    fresh = [_new_process_render(model) for _ in range(2)]
     first = []
     for _ in range(3):
         st.cache_resource.clear()
@@ -71,10 +98,14 @@ def run() -> list[Ratio]:
 
     t_first, t_slider = statistics.median(first), statistics.median(changes)
     where = f"{Path(model).name}, {torch.get_num_threads()} threads"
+    t_fresh = statistics.median(fresh)
     return [
+        Ratio("dashboard_first_render_new_process", t_fresh / FIRST_RENDER_BUDGET_S, 1.0,
+              f"walkthrough first render in a fresh process {t_fresh:.2f} s (median of {', '.join(f'{t:.2f}' for t in fresh)} s; "
+              f"one-off library imports and model load included) / budget {FIRST_RENDER_BUDGET_S:g} s; {where}"),
         Ratio("dashboard_first_render", t_first / FIRST_RENDER_BUDGET_S, 1.0,
               f"walkthrough cold render {t_first:.2f} s (median of 3, model load included; runs "
-              f"{', '.join(f'{t:.2f}' for t in first)} s, the first one also importing the pages) / budget "
+              f"{', '.join(f'{t:.2f}' for t in first)} s, the first one also paying this process's one-off imports) / budget "
               f"{FIRST_RENDER_BUDGET_S:g} s; {where}"),
         Ratio("dashboard_cached_slider", t_slider / SLIDER_BUDGET_S, 1.0,
               f"cached layer-slider rerun {1000 * t_slider:.0f} ms (median of {len(changes)}) / budget "
