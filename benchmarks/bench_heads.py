@@ -1,8 +1,8 @@
 """Head census versus a plain forward, and versus TransformerLens' ``detect_head`` on the same heads and prompts.
 
 Model: the embedded ``ref-gpt2`` when its checkpoint is present, else a random GPT-2 of the same size.
-Prompts: 16 rows of reference-world text, each a chunk repeated once (``[BOS] + t + t``), 63 tokens long
-because ``detect_head`` only accepts sequences shorter than the context. The census is timed with
+Prompts: 16 rows of reference-world text, each a chunk repeated once (``[BOS] + t + t``), about 60 tokens
+long because ``detect_head`` only accepts sequences shorter than the context. The census is timed with
 ``importance=False``: pattern scores from one capture. (Importance adds ``n_layers`` ablation passes of
 ``n_heads x batch`` rows by design; it is not part of this ratio.) ``detect_head`` is called the way its
 docs show, once per head type (previous-token, duplicate-token, induction) with the list of prompts; it
@@ -41,9 +41,12 @@ def run() -> list[Ratio]:
 
     folder, model = _model()
     info = interp.model_info(model)
-    chunk = torch.randint(1, info.d_vocab, (BATCH, (info.n_ctx - 2) // 2), generator=torch.Generator().manual_seed(0))
-    # Round-trip through text so both tools tokenize the same strings into the same tokens.
-    texts = [model.tokenizer.decode(row) for row in torch.cat([chunk, chunk], 1).tolist()]
+    from interp.world_text import world_tokens
+
+    # Text (which both tools tokenize the same way): a world-text chunk repeated once, shorter than the
+    # context because detect_head refuses sequences of n_ctx tokens.
+    chunk = world_tokens(model, BATCH, (info.n_ctx - 4) // 2, seed=0)[:, 1:]
+    texts = [model.tokenizer.decode(row) * 2 for row in chunk.tolist()]
     tokens = interp.tokenize(model, texts).tokens
     same_length = bool(interp.tokenize(model, texts).attention_mask.all())
 
