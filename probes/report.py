@@ -3,6 +3,12 @@
 Selectivity (Hewitt & Liang, 2019) is test accuracy minus control-task accuracy: a probe that is
 accurate on the task but equally accurate on random per-word-type labels is memorising word types,
 not reading a property the representation encodes.
+
+The word type of an example is the token id at its probed position. How much the control task can
+score depends on whether types recur across the subject split: at the last token of template
+prompts (``relation``, ``number``) a few types recur everywhere, so a linear probe memorises them
+and control accuracy is high; a city's own tokens (``city_country``) never cross the split, so
+control accuracy there stays near chance.
 """
 
 from __future__ import annotations

