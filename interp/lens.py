@@ -185,7 +185,8 @@ def logit_lens(
             id, or one per prompt. A string of several tokens is an error (the message lists its
             pieces): silently taking its first token would report the probability of something else.
         positions: Positions to keep (ints, negative counts back from each prompt's last real token);
-            default all.
+            default all. With a padded batch and the default, column ``-1`` is the last *column*, so
+            pass ``positions=[-1]`` to follow each prompt's own last token.
         apply_final_norm: Apply the model's final norm before the unembedding (the standard logit lens).
         max_elements: Keep full log-probabilities only up to this many floats (memory bound).
 
