@@ -122,7 +122,7 @@ def build_model(arch: str, preset: Preset, vocab_size: int, seed: int):
 
         cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=preset.d_model, intermediate_size=preset.llama_d_mlp,
                           num_hidden_layers=preset.n_layers, num_attention_heads=preset.n_heads,
-                          num_key_value_heads=preset.n_kv_heads, max_position_embeddings=2 * preset.n_ctx,
+                          num_key_value_heads=preset.n_kv_heads, max_position_embeddings=preset.n_ctx,
                           rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
                           bos_token_id=0, eos_token_id=0, pad_token_id=0, attention_dropout=0.0)
         return LlamaForCausalLM(cfg)
