@@ -1,7 +1,7 @@
 """interp dashboard: poke at every layer of a real model.
 
 Run with ``make dashboard`` (or ``streamlit run apps/dashboard.py``). This entry script only sets
-up the page, the shared sidebar and the navigation; each page lives in ``apps/pages/`` and only
+up the page, the shared sidebar and the navigation; each page lives in ``apps/app_pages/`` and only
 calls ``interp`` / ``probes`` and draws what they return.
 """
 
@@ -11,10 +11,12 @@ import streamlit as st
 
 import app_shell
 
-# Icons from the Material Symbols font Streamlit bundles, so they render without emoji fonts or network.
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not "pages/": Streamlit treats a pages/ folder beside the entry script as a legacy multipage app
+# until st.navigation has run once, so a first visit straight to /attention would skip this script.
+PAGES = Path(__file__).resolve().parent / "app_pages"
 
 st.set_page_config(page_title="interp dashboard", page_icon="🔬", layout="wide")
+# Icons from the Material Symbols font Streamlit bundles, so they render without emoji fonts or network.
 navigation = st.navigation(
     [
         st.Page(PAGES / "walkthrough.py", title="Walkthrough", icon=":material/directions_walk:", default=True),

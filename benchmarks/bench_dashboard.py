@@ -82,7 +82,7 @@ def run() -> list[Ratio]:
         if at.exception or at.error or not at.get("plotly_chart"):
             raise RuntimeError(f"walkthrough did not render: {[e.value for e in (*at.exception, *at.error)]}")
 
-    at.switch_page("pages/activations.py").run()
+    at.switch_page("app_pages/activations.py").run()
     slider = at.slider(key="act_layer")
     slider.set_value(1).run()  # fill the cache for both values
     slider = at.slider(key="act_layer")

@@ -29,7 +29,7 @@ def _app(model: str | Path, prompt: str | None = None, page: str | None = None) 
         at.session_state["prompt"] = prompt
     at.run()
     if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     return at
 
 
@@ -123,7 +123,7 @@ def test_lens_target_and_sampling_sliders(tiny_gpt2_dir):
     _clean(at)
     assert len(_charts(at)[0]["data"]) > len(plain["data"])  # the target's panel appears
 
-    at.switch_page("pages/sampling.py").run()
+    at.switch_page("app_pages/sampling.py").run()
     bars = _charts(at)[0]
     at.slider(key="samp_temperature").set_value(0.3).run()
     at.slider(key="samp_top_k").set_value(5).run()
@@ -209,6 +209,6 @@ def test_page_renders_on_reference_models(name, page):
     at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
     at.session_state["model_name"] = name
     at.run()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     _clean(at)
     assert _charts(at)

@@ -24,9 +24,10 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PAGES = {  # url path (st.navigation derives it from the file name; the default page is the root)
+    # A deep link first, on the fresh server: the entry script must run even when "/" was never opened.
+    "attention": "attention",
     "walkthrough": "",
     "activations": "activations",
-    "attention": "attention",
     "heads": "heads",
     "logit_lens": "logit_lens",
     "fact_editor": "fact_editor",
