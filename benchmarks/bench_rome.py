@@ -38,7 +38,7 @@ def run() -> list[Ratio]:
     os.environ["INTERP_CACHE"] = tempfile.mkdtemp(prefix="bench-rome-cache-")
     folder, model = _model()
     config = rome.RomeConfig()
-    layer = 1
+    layer = 0  # the layer chosen on the dev split (see RomeConfig)
     rome.edit(model, prompt=PROMPT, subject=SUBJECT, target=TARGET, layer=layer, config=config).undo()
 
     texts = [PROMPT.format(SUBJECT)] + [p + config.prefix_sep + PROMPT.format(SUBJECT) for p in rome.prefixes(model, config)]
@@ -62,7 +62,8 @@ def run() -> list[Ratio]:
     detail = (f"edit {t['edit']:.3f} s / forward+backward {1000 * t['fwd_bwd']:.1f} ms; {folder.name}, layer {layer}, "
               f"batch {tuple(tokens.shape)}, {config.steps} steps max, {torch.get_num_threads()} threads")
     return [
-        Ratio("rome_edit_vs_forward_backward", t["edit"] / t["fwd_bwd"], 60.0, detail),
+        # At most config.steps (100) Adam steps, each one forward+backward of this batch, plus a few forwards.
+        Ratio("rome_edit_vs_forward_backward", t["edit"] / t["fwd_bwd"], 120.0, detail),
         Ratio("rome_edit_seconds_vs_2s", t["edit"] / 2.0, 1.0, f"edit {t['edit']:.3f} s against the 2 s target"),
     ]
 
