@@ -213,22 +213,6 @@ def missing(func: str, issue: str) -> bool:
     return True
 
 
-def clicked(chart_key: str) -> dict[str, Any] | None:
-    """The point a user just clicked in the plotly chart ``chart_key``, once per click.
-
-    Streamlit keeps a chart's selection in session state across reruns; this returns it only on
-    the rerun it triggered, so widgets set from a click can still be changed by hand afterwards.
-    """
-    event = st.session_state.get(chart_key)
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
-    seen_key = f"_seen_{chart_key}"
-    marker = repr(points)
-    if not points or st.session_state.get(seen_key) == marker:
-        return None
-    st.session_state[seen_key] = marker
-    return points[0]
-
-
 def token_labels(tokens: list[str]) -> list[str]:
     """``"pos: 'token'"`` labels for token pickers (positions disambiguate repeated tokens)."""
     return [f"{i}: {t!r}" for i, t in enumerate(tokens)]

@@ -28,17 +28,11 @@ def render() -> None:
     )
 
     labels = app_shell.token_labels(view.tokens)
-    # A click on a heat-map row picks that token (the y value is its label).
-    point = app_shell.clicked("act_heatmap")
-    if point and point.get("y") in labels:
-        st.session_state["act_token"] = point["y"]
-    st.plotly_chart(
-        view.figure(top=None if top == width else top), key="act_heatmap", on_select="rerun", selection_mode="points"
-    )
+    st.plotly_chart(view.figure(top=None if top == width else top), key="act_heatmap")
     st.plotly_chart(view.norms_figure(), key="act_norms")
 
     st.subheader("One token's vector")
-    choice = st.selectbox("Token (or click a heat-map row)", labels, index=len(labels) - 1, key="act_token")
+    choice = st.selectbox("Token", labels, index=len(labels) - 1, key="act_token")
     summary = view.position_summary(labels.index(choice))
     cols = st.columns(4)
     cols[0].metric("L2 norm", f"{summary.norm:.3f}")
