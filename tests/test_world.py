@@ -158,7 +158,7 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     sample["facts"] = world["facts"][::6]
     sample["templates"] = {r: {"train": t["train"][:4], "heldout": t["heldout"][:2]}
                            for r, t in world["templates"].items()}
-    assert min(fact_recall(model, sample, "train").values()) >= 0.9
+    assert min(fact_recall(model, sample, "train").values()) >= 0.8
     first, second = repeat_losses(model, n=32)
     assert first >= 3.0 and second < 0.5
     ioi = dict(world["tasks"]["ioi"])
