@@ -188,7 +188,7 @@ from interp import generate_commands  # noqa: E402,F401
 @world_app.command("card")
 def world_card(
     model: ModelOption = "ref-gpt2",
-    extra: Annotated[str | None, typer.Option(help="Markdown file of further measured sections to append.")] = None,
+    extra: Annotated[str | None, typer.Option(help="Markdown file of further measured sections ('## Title' each).")] = None,
 ) -> None:
     """Measure an embedded model on the world's ground truth and (re)write its CARD.md."""
     from pathlib import Path
@@ -203,7 +203,8 @@ def world_card(
     scores = evaluate(load_or_exit(model), folder / "world.json")
     sections = {}
     if extra is not None:
-        title, _, body = Path(extra).read_text().partition("\n")
-        sections[title.lstrip("# ").strip()] = body
+        for chunk in ("\n" + Path(extra).read_text()).split("\n## ")[1:]:
+            title, _, body = chunk.partition("\n")
+            sections[title.strip()] = body.strip()
     path = write_card(folder, model, scores, f"interp world eval --model {model}", sections)
     typer.echo(f"wrote {path}")
