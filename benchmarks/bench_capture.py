@@ -14,25 +14,14 @@ from __future__ import annotations
 
 import os
 import resource
-import tempfile
 
 import torch
 
-from benchmarks.runner import Ratio, median_seconds
+from benchmarks.runner import Ratio, median_seconds, reference_gpt2
 
 BATCH, POS = 16, 64
 
 
-def _model():
-    import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
-
-    try:
-        folder = interp.reference.path("ref-gpt2")
-    except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
-        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-gpt2-"), config)
-    return folder, interp.load(folder, device="cpu")
 
 
 def run() -> list[Ratio]:
@@ -40,7 +29,7 @@ def run() -> list[Ratio]:
     import interp
     from transformers import AutoModelForCausalLM
 
-    folder, model = _model()
+    folder, model = reference_gpt2()
     hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
     info = interp.model_info(model)
     tokens = torch.randint(0, info.d_vocab, (BATCH, min(POS, info.n_ctx)), generator=torch.Generator().manual_seed(0))

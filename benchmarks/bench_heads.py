@@ -11,25 +11,14 @@ then runs one forward per prompt and scores one head at a time.
 
 from __future__ import annotations
 
-import tempfile
 
 import torch
 
-from benchmarks.runner import Ratio, median_seconds
+from benchmarks.runner import Ratio, median_seconds, reference_gpt2
 
 BATCH = 16
 
 
-def _model():
-    import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
-
-    try:
-        folder = interp.reference.path("ref-gpt2")
-    except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
-        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-heads-"), config)
-    return folder, interp.load(folder, device="cpu")
 
 
 def run() -> list[Ratio]:
@@ -39,7 +28,7 @@ def run() -> list[Ratio]:
     import interp
     from interp.heads import head_census
 
-    folder, model = _model()
+    folder, model = reference_gpt2()
     info = interp.model_info(model)
     from interp.world_text import world_tokens
 

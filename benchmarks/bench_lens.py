@@ -8,25 +8,14 @@ decoding, which is ``n_layers + 1`` unembeddings where the forward does one.
 
 from __future__ import annotations
 
-import tempfile
 
 import torch
 
-from benchmarks.runner import Ratio, median_seconds
+from benchmarks.runner import Ratio, median_seconds, reference_gpt2
 
 BATCH, POS = 16, 64
 
 
-def _model():
-    import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
-
-    try:
-        folder = interp.reference.path("ref-gpt2")
-    except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
-        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-lens-"), config)
-    return folder, interp.load(folder, device="cpu")
 
 
 def run() -> list[Ratio]:
@@ -34,7 +23,7 @@ def run() -> list[Ratio]:
     import interp
     from interp.lens import logit_lens
 
-    folder, model = _model()
+    folder, model = reference_gpt2()
     info = interp.model_info(model)
     tokens = torch.randint(1, info.d_vocab, (BATCH, min(POS, info.n_ctx)), generator=torch.Generator().manual_seed(0))
     names = ["blocks.0.hook_resid_pre"] + [f"blocks.{layer}.hook_resid_post" for layer in range(info.n_layers)]

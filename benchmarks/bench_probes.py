@@ -10,25 +10,14 @@ probes on every layer).
 
 from __future__ import annotations
 
-import tempfile
 
 import torch
 
-from benchmarks.runner import Ratio, median_seconds
+from benchmarks.runner import Ratio, median_seconds, reference_gpt2
 
 N_PROMPTS, BATCH = 1000, 64
 
 
-def _model():
-    import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
-
-    try:
-        folder = interp.reference.path("ref-gpt2")
-    except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
-        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-gpt2-"), config)
-    return folder, interp.load(folder, device="cpu")
 
 
 def _task(model):
@@ -52,7 +41,7 @@ def run() -> list[Ratio]:
     import interp
     import probes
 
-    folder, model = _model()
+    folder, model = reference_gpt2()
     task = _task(model)
     texts = list(dict.fromkeys(ex.text for ex in task.examples))
     batch = interp.tokenize(model, texts)

@@ -13,21 +13,11 @@ import tempfile
 
 import torch
 
-from benchmarks.runner import Ratio, median_seconds
+from benchmarks.runner import Ratio, median_seconds, reference_gpt2
 
 PROMPT, SUBJECT, TARGET = "{} is located in the city of", "the Eiffel Tower", " Rome"
 
 
-def _model():
-    import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
-
-    try:
-        folder = interp.reference.path("ref-gpt2")
-    except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
-        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-gpt2-"), config)
-    return folder, interp.load(folder, device="cpu")
 
 
 def run() -> list[Ratio]:
@@ -36,7 +26,7 @@ def run() -> list[Ratio]:
     from interp.tokens import tokenize
 
     os.environ["INTERP_CACHE"] = tempfile.mkdtemp(prefix="bench-rome-cache-")
-    folder, model = _model()
+    folder, model = reference_gpt2()
     config = rome.RomeConfig()
     layer = 0  # the layer chosen on the dev split (see RomeConfig)
     rome.edit(model, prompt=PROMPT, subject=SUBJECT, target=TARGET, layer=layer, config=config).undo()

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Ratio(NamedTuple):
@@ -68,3 +68,18 @@ def main(only: list[str] | None = None) -> int:
     over = [r.name for r in results if r.ratio > r.target]
     print(f"{len(results) - len(over)} of {len(results)} ratios within target" + (f"; over: {', '.join(over)}" if over else ""))
     return 0
+
+
+def reference_gpt2() -> tuple[Path, Any]:
+    """``ref-gpt2`` on the CPU, or a random model of the same shape when its checkpoint is missing."""
+    import tempfile
+
+    import interp
+    from interp.toy_models import ToyConfig, save_toy_checkpoint
+
+    try:
+        folder = interp.reference.path("ref-gpt2")
+    except FileNotFoundError:
+        config = ToyConfig(arch="gpt2", n_layers=4, d_model=128, n_heads=4, n_ctx=64, vocab_size=2048)
+        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-gpt2-"), config)
+    return folder, interp.load(folder, device="cpu")
