@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 dashboard: install
 	@echo "interp dashboard: http://localhost:$(PORT)"
-	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.port $(PORT)
+	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
 test: install
 	$(BIN)/python -m pytest

@@ -87,7 +87,7 @@ class TraceResult:
         ))
         fig.update_layout(
             title=f"Restoring the {what}{window}: clean p={self.clean:.3f}, corrupted p={self.corrupted:.3f}",
-            xaxis_title="layer", yaxis={"autorange": "reversed", "title": "token (* = subject)"},
+            xaxis={"title": "layer", "dtick": 1}, yaxis={"autorange": "reversed", "title": "token (* = subject)"},
         )
         return fig
 
