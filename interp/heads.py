@@ -58,8 +58,8 @@ class HeadCensus:
     ``"other"`` when none does."""
     threshold: float
     """Score a behaviour needs to appear in a label."""
-    clean_loss: float
-    """Mean next-token loss of the unablated model on the prompts (nats)."""
+    clean_loss: float | None
+    """Mean next-token loss of the unablated model on the prompts (nats); ``None`` if importance was not measured."""
     model_name: str = ""
     """What the model was loaded from."""
     types: tuple[str, ...] = TYPES
@@ -173,11 +173,11 @@ def head_census(
     patterns = torch.stack([cache.pattern(layer) for layer in range(info.n_layers)])
     scores = pattern_scores(patterns, tokens, mask.bool(), window=window, exclude_bos=exclude_bos).cpu()
 
-    loss_mask = torch.zeros_like(mask, dtype=torch.bool)
-    loss_mask[:, :-1] = mask[:, 1:].bool()  # position p scores token p + 1, which must be real
-    clean = float(masked_mean(next_token_losses(cache.logits, tokens), loss_mask))
-    effect = None
+    clean = effect = None
     if importance:
+        loss_mask = torch.zeros_like(mask, dtype=torch.bool)
+        loss_mask[:, :-1] = mask[:, 1:].bool()  # position p scores token p + 1, which must be real
+        clean = float(masked_mean(next_token_losses(cache.logits, tokens), loss_mask))
         z_mean = None
         if ablation == "mean":
             z_mean = [batch_mean(cache.z(layer), mask) for layer in range(info.n_layers)]
