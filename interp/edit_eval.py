@@ -17,19 +17,18 @@ Probabilities of multi-token objects are ``exp(-mean token NLL)``, as in Counter
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from interp.model_info import check_layer, model_info
+from interp.reference.registry import load_world
 from interp.tokens import tokenize
 
 METRICS = ("efficacy", "efficacy_magnitude", "paraphrase", "neighbourhood", "rewrite_acc", "paraphrase_acc",
@@ -122,17 +121,6 @@ class EditEvalResult:
         fig.update_layout(barmode="group", title=f"Edit evaluation ({self.method}, {len(self.rows)} cases)",
                           yaxis={"title": "score", "range": [0, 1]})
         return fig
-
-
-def load_world(model: Any = None) -> dict[str, Any]:
-    """``world.json`` of a reference checkpoint (read from the model's directory when it has one), else the
-    generator's own world description."""
-    name = getattr(getattr(model, "cfg", None), "model_name", None)
-    if name is not None and (Path(str(name)) / "world.json").is_file():
-        return json.loads((Path(str(name)) / "world.json").read_text())
-    from interp.reference.world import World
-
-    return World().to_json()
 
 
 def split_facts(world: dict[str, Any], split: str | None, dev_share: float = 0.3) -> list[dict[str, str]]:

@@ -21,44 +21,16 @@ own tokenizer, so a task is built for one model (both reference models share one
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from interp.reference.registry import load_world
 from probes.task import ProbeExample, ProbeTask
 
 TASKS = ("city_country", "in_subject", "number", "relation")
 """Names of the reference-world tasks."""
-
-
-def load_world(model: Any = None, world: dict | str | Path | None = None) -> dict:
-    """The reference world's ``world.json`` as a dict.
-
-    Looks, in order, at ``world`` (a dict or a path), ``world.json`` beside the model's checkpoint,
-    and finally regenerates it with :class:`interp.reference.world.World` (the world is seeded, so
-    this equals the shipped file for models trained with the default seed).
-
-    Raises:
-        ValueError: ``world`` points at a file that is not a JSON object.
-    """
-    if isinstance(world, dict):
-        return world
-    path = Path(world) if world is not None else None
-    if path is None and model is not None:
-        candidate = Path(str(model.cfg.model_name)) / "world.json"
-        path = candidate if candidate.is_file() else None
-    if path is not None:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"could not read the world file {path}: {err}") from None
-        if isinstance(data, dict) and "facts" in data:
-            return data
-    from interp.reference.world import World
-
-    return World().to_json()
 
 
 def world_task(

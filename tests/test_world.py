@@ -177,3 +177,17 @@ def test_checkpoint_meets_its_targets(name):
     assert min(scores.recall_heldout.values()) >= 0.80, scores.recall_heldout
     assert scores.repeat_loss_second < 0.1 and scores.repeat_loss_first >= 3.0
     assert scores.agreement >= 0.9 and scores.ioi >= 0.9
+
+
+def test_load_world_reads_the_checkpoints_file_and_refuses_a_non_world(tmp_path):
+    from interp.reference import load_world
+
+    model = interp.load("ref-gpt2")
+    assert load_world(model) == json.loads((path("ref-gpt2") / "world.json").read_text())
+    bad = tmp_path / "world.json"
+    bad.write_text(json.dumps({"not": "a world"}))
+    with pytest.raises(ValueError, match="not a world description"):
+        load_world(world=bad)
+    bad.write_text("{broken")
+    with pytest.raises(ValueError, match="could not read"):
+        load_world(world=bad)

@@ -4,6 +4,6 @@ The embedded checkpoints live under ``interp/reference/checkpoints/<name>/`` in 
 (``config.json``, ``model.safetensors``, ``tokenizer.json``) beside ``world.json`` and ``CARD.md``.
 """
 
-from interp.reference.registry import names, path
+from interp.reference.registry import load_world, names, path
 
-__all__ = ["names", "path"]
+__all__ = ["load_world", "names", "path"]
