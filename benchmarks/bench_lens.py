@@ -1,7 +1,7 @@
 """Logit lens over every layer and position of a 16 x 64 batch versus one plain forward of that batch.
 
 Model: the embedded ``ref-gpt2`` when present, else a random GPT-2 of the same size. The lens is timed
-end to end and materialises the full ``[layer batch pos vocab]`` log-probabilities (5 x 16 x 64 x vocab
+end to end and materialises the full ``[layer batch pos vocab]`` log-probabilities ((n_layers + 1) x 16 x 64 x vocab
 floats), so every later query is a lookup. The detail column splits its time into the capture and the
 decoding, which is ``n_layers + 1`` unembeddings where the forward does one.
 """

@@ -1,7 +1,7 @@
 """Cost of one ROME edit (covariance cached, prefixes sampled, layer given) versus one forward+backward pass.
 
-Model: the embedded ``ref-gpt2`` when its checkpoint is present, else a random GPT-2 of the same size (4 layers,
-d_model 128, 4 heads, n_ctx 64). The forward+backward pass runs on the batch the edit optimises over (the prompt
+Model: the embedded ``ref-gpt2`` when its checkpoint is present, else a random GPT-2 of the same size (6 layers,
+d_model 192, 6 heads, n_ctx 64). The forward+backward pass runs on the batch the edit optimises over (the prompt
 with its prefixes plus the KL prompt, target appended), so the ratio counts the edit's passes. The edit is undone
 after each timing; the key statistics live in a temporary cache filled before timing.
 """

@@ -125,9 +125,13 @@ def world_train(
     arch: Annotated[str, typer.Option(help="gpt2 or llama.")],
     out: Annotated[str, typer.Option(help="Output checkpoint directory.")],
     quick: Annotated[bool, typer.Option("--quick", help="A small model in about a minute (for tests).")] = False,
+    preset: Annotated[str, typer.Option(help="full (the shipped checkpoints), deep, v1 or quick.")] = "full",
     steps: Annotated[int | None, typer.Option(help="Override the preset's number of steps.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the world, tokenizer, initialisation and batches.")] = 0,
     tokenizer: Annotated[str | None, typer.Option(help="Reuse the tokenizer saved in this directory.")] = None,
+    workers: Annotated[int, typer.Option(help="Data-loader processes (0: draw batches in this process).")] = 0,
+    budget: Annotated[float | None, typer.Option(
+        help="Seconds for the optimisation loop: the first steps' speed fixes the step count.")] = None,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -136,8 +140,8 @@ def world_train(
     from interp.reference.train import train
 
     try:
-        result = train(arch, out, preset="quick" if quick else "full", steps=steps, seed=seed, device=device,
-                       tokenizer_dir=tokenizer)
+        result = train(arch, out, preset="quick" if quick else preset, steps=steps, seed=seed, device=device,
+                       tokenizer_dir=tokenizer, workers=workers, budget_s=budget)
     except ValueError as err:
         raise fail(err) from None
     training = json.loads((result.out / "training.json").read_text())
@@ -189,22 +193,44 @@ from interp import generate_commands  # noqa: E402,F401
 def world_card(
     model: ModelOption = "ref-gpt2",
     extra: Annotated[str | None, typer.Option(help="Markdown file of further measured sections ('## Title' each).")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="Also measure the analysis sections.")] = False,
+    sections: Annotated[str | None, typer.Option(
+        help="With --measure: comma-separated keys (heads, lens, tracing, rome, probes, embeddings, targets).")] = None,
+    rome_layer: Annotated[int | None, typer.Option(
+        help="With --measure: block ROME edits (default: chosen per case by tracing).")] = None,
+    rome_n: Annotated[int, typer.Option(help="With --measure: counterfactual cases of the ROME section.")] = 100,
+    device: DeviceOption = None,
 ) -> None:
-    """Measure an embedded model on the world's ground truth and (re)write its CARD.md."""
+    """Measure an embedded model on the world's ground truth and (re)write its CARD.md.
+
+    With --measure the analysis sections are measured too (interp.reference.measure.measure_all); the
+    sections of --extra (hand-written notes) follow them.
+    """
     from pathlib import Path
 
     from interp import reference
     from interp.reference.card import write_card
     from interp.reference.evaluate import evaluate
+    from interp.reference.measure import SECTIONS, measure_all
 
     if model not in reference.names():
         raise fail(ValueError(f"model={model!r}; cards are written for embedded models: {reference.names()}"))
+    keys = None if sections is None else [k.strip() for k in sections.split(",") if k.strip()]
+    unknown = [k for k in keys or [] if k not in SECTIONS]
+    if unknown:
+        raise fail(ValueError(f"sections={unknown}; valid sections are {', '.join(SECTIONS)}"))
     folder = reference.path(model)
-    scores = evaluate(load_or_exit(model), folder / "world.json")
-    sections = {}
+    bridge = load_or_exit(model, device)
+    world = reference.load_world(bridge, folder / "world.json")
+    scores = evaluate(bridge, world)
+    cards = {}
+    if measure:
+        cards = measure_all(bridge, world, sections=keys, rome_layer=rome_layer, rome_n=rome_n, scores=scores)
     if extra is not None:
         for chunk in ("\n" + Path(extra).read_text()).split("\n## ")[1:]:
             title, _, body = chunk.partition("\n")
-            sections[title.strip()] = body.strip()
-    path = write_card(folder, model, scores, f"interp world eval --model {model}", sections)
+            if title.strip() in cards:
+                raise fail(ValueError(f"section {title.strip()!r} of {extra} is also measured; rename it"))
+            cards[title.strip()] = body.strip()
+    path = write_card(folder, model, scores, f"interp world eval --model {model}", cards)
     typer.echo(f"wrote {path}")

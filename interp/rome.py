@@ -5,9 +5,13 @@ Llama ``down_proj``, an ``nn.Linear`` with weight ``[d_model, d_mlp]``) is read 
 is its input at the subject's last token, the value ``W k`` what it writes to the residual stream. An edit
 
 1. averages the key ``k*`` over the prompt preceded by short prefixes sampled from the model;
-2. optimises a change ``delta`` of the MLP output at the subject's last token so that the target becomes likely
-   across the prefixed prompts, with a KL term keeping ``"{subject} is a"`` as it was, weight decay, and a norm
-   clamp (``|delta| <= clamp_norm * |W k* + b|``); ``v* = W k* + b + delta``;
+2. optimises a change ``delta`` of the value so that the target becomes likely across the prefixed prompts, with a
+   KL term keeping ``"{subject} is a"`` as it was, weight decay, and a norm clamp
+   (``|delta| <= clamp_norm * |W k* + b|``); ``v* = W k* + b + delta``. The change is applied during optimisation
+   as the edit will apply it: ``(C^-1 k*)^T k / ((C^-1 k*)^T k*) * delta`` at every position with key ``k``, so
+   the optimised value is what the edited model produces on every prompt, the bare one included (the original
+   adds ``delta`` at the subject's last token only, and the edit then reaches a prompt whose key differs from
+   ``k*`` with part of that strength);
 3. applies ``W += (v* - W k* - b) (C^-1 k*)^T / ((C^-1 k*)^T k*)``, where ``C = E[k k^T]`` over reference-world
    text. The same averaged ``k*`` appears in the numerator and the denominator, so the edited layer maps ``k*`` to
    exactly ``v*`` (the original code used the unprefixed key in the denominator, a known cause of broken edits).
@@ -48,7 +52,9 @@ class RomeConfig:
 
     Defaults were chosen on the dev split of reference-world facts (``interp.edit_eval.split_facts``) at layer 0
     of ``ref-gpt2`` and ``ref-llama``: the small models need a much larger value change than GPT-2 XL (looser
-    clamp, more steps, no decay); the KL term made no difference there and is off by default.
+    clamp, more steps, no decay); the KL term made no difference there and is off by default. ``early_stop``
+    trades paraphrase against neighbourhood: on 40 dev edits of ref-gpt2 at layer 0, 0.01 / 0.005 / 0.002 gave
+    paraphrase 83 / 86 / 90% and neighbourhood 94 / 92 / 89% (efficacy 100% each).
     """
 
     n_prefixes: int = 10
@@ -67,8 +73,8 @@ class RomeConfig:
     """Weight of ``|delta|^2 / |W k* + b|^2`` (ROME's GPT-2 XL value: 0.5)."""
     clamp_norm: float = 50.0
     """Largest ``|delta|`` as a multiple of ``|W k* + b|`` (ROME's GPT-2 XL value: 4)."""
-    early_stop: float = 0.05
-    """Stop optimising once the mean target NLL (nats per token) is below this."""
+    early_stop: float = 0.005
+    """Stop optimising once the target NLL (nats per token) is below this, on average and on the bare prompt."""
     stats_samples: int = 1000
     """Reference-world sequences (``n_ctx`` tokens each) for the key statistics ``C``; 0 uses the identity
     (``C = I``: the plain minimum-norm update, for models without suitable text)."""
@@ -236,8 +242,8 @@ def edit(
     module = projection(model, layer)
     with torch.no_grad():
         base = module(key.to(module.weight.dtype)).float()
-    delta = _optimise_delta(model, layer, texts, subject, target_ids, base.norm(), config)
     left = solve_stats(model, layer, key, config, stats_texts)
+    delta = _optimise_delta(model, layer, texts, subject, target_ids, base.norm(), config, left / (left @ key))
     right = delta / (left @ key)
     request = {"prompt": prompt, "subject": subject, "target": target, "model": info.name}
     result = Edit(layer=layer, left=left, right=right, key=key, value=base + delta, request=request,
@@ -436,17 +442,23 @@ def _mean_key(model: Any, layer: int, texts: list[str], subject: str) -> torch.T
 
 def _optimise_delta(
     model: Any, layer: int, texts: list[str], subject: str, target_ids: list[int], base_norm: torch.Tensor,
-    config: RomeConfig,
+    config: RomeConfig, reader: torch.Tensor,
 ) -> torch.Tensor:
+    """Optimise ``delta`` through the rank-one map the edit will apply.
+
+    The edited projection adds ``(reader . k) delta`` to the MLP output wherever its input is ``k``, with
+    ``reader = C^-1 k* / (k*^T C^-1 k*)``. The optimisation adds exactly that, at every position of every row, so the
+    value found is the one the edited model produces: a prompt whose own key reads only part of ``k*`` (the bare
+    prompt versus the prefixed ones) is optimised at the strength it will actually get.
+    """
     info = model_info(model)
     kl_text = KL_PROMPT.replace("{}", subject)
     prompt_rows = [tokenize(model, t).tokens[0].tolist() for t in texts]
     rows = [r + target_ids[:-1] for r in prompt_rows] + [tokenize(model, kl_text).tokens[0].tolist()]
     tokens = _padded(rows, info.device).tokens
     width = tokens.shape[1]
-    subject_last = [subject_span(model, t, subject)[1] - 1 for t in [*texts, kl_text]]
-    where = torch.zeros(len(rows), width, 1, device=info.device)
-    where[torch.arange(len(rows)), subject_last] = 1.0
+    keys = f"blocks.{layer}.mlp.hook_post"  # the projection's input does not depend on delta: read it once
+    where = (capture(model, tokens, names=[keys])[keys].float() @ reader.to(info.device).float())[..., None]
     n_t = len(target_ids)
     # Row i predicts target token j at position len(prompt_i) - 1 + j.
     pred_pos = torch.tensor([[len(r) - 1 + j for j in range(n_t)] for r in prompt_rows], device=info.device)
@@ -471,7 +483,8 @@ def _optimise_delta(
             init_logp = kl_logp.detach()
         kl = torch.sum(init_logp.exp() * (init_logp - kl_logp))
         decay = delta.norm() ** 2 / base_norm**2
-        if nll.item() < config.early_stop:
+        per_row = -logp[torch.arange(len(prompt_rows))[:, None], pred_pos].gather(-1, target[..., None]).mean((1, 2))
+        if nll.item() < config.early_stop and per_row[0].item() < config.early_stop:  # row 0: the bare prompt
             break
         loss = nll + config.kl_factor * kl + config.weight_decay * decay
         (grad,) = torch.autograd.grad(loss, [delta])

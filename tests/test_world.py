@@ -148,7 +148,7 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     """A fast sample of the card's numbers (the full numbers run in `make test-all`).
 
     The floors sit below the targets: they catch a broken or swapped checkpoint, not a missed target. The
-    indirect-object floor (0.6) is under the target (0.9) because the shipped models measure 0.72-0.74 there.
+    indirect-object floor (0.6) is under the target (0.9) because the shipped models measure 0.66-0.83 there.
     """
     from interp.reference.evaluate import fact_recall, pairwise_accuracy, repeat_losses
 
@@ -156,17 +156,17 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     world = json.loads((path(name) / "world.json").read_text())
     sample = dict(world)
     sample["facts"] = world["facts"][::6]
-    sample["templates"] = {r: {"train": t["train"][:4], "heldout": t["heldout"][:2]}
-                           for r, t in world["templates"].items()}
-    assert min(fact_recall(model, sample, "train").values()) >= 0.8
+    assert min(fact_recall(model, sample, "train").values()) >= 0.9
+    assert min(fact_recall(model, sample, "heldout").values()) >= 0.4
     first, second = repeat_losses(model, n=32)
     assert first >= 3.0 and second < 0.5
     assert pairwise_accuracy(model, world["tasks"]["ioi"])[0] >= 0.6
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the shipped checkpoints miss some targets of issue 4 (held-out recall of capital, "
-                          "language, continent; indirect object); CARD.md has the measured numbers", strict=False)
+@pytest.mark.xfail(reason="the shipped checkpoints miss some targets of issue 4 (held-out recall of some relations, "
+                          "indirect object; ref-gpt2's capital recall on one ambiguous training template); CARD.md "
+                          "has the measured numbers", strict=False)
 @pytest.mark.parametrize("name", names())
 def test_checkpoint_meets_its_targets(name):
     from interp.reference.evaluate import evaluate

@@ -81,7 +81,8 @@ checkpoint; the command that measured it is given.
 Weights: {params / 1e6:.1f} MB of safetensors.
 
 ## Training
-Recipe: `interp world train --arch {training['arch']} --out DIR` (seed {training['seed']}, {training['steps_done']}
+Recipe: `interp world train --arch {training['arch']} --out DIR --steps {training['steps_done']} --workers {training.get('workers', 0)}`
+(preset `full`; seed {training['seed']}, {training['steps_done']}
 steps of {preset['batch']} sequences x {preset['n_ctx']} tokens = {training['steps_done'] * preset['batch'] * preset['n_ctx'] / 1e6:.1f}M tokens,
 AdamW lr {preset['lr']} with {preset['warmup']} warm-up steps and cosine decay to 10%, weight decay
 {preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated random-token spans; trained on

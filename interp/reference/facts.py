@@ -306,10 +306,10 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
         "heldout": [
             "Which language do they speak in {subject}? They speak",
             "On the radio in {subject}, people speak",
-            "A visitor to {subject} should learn the language",
-            "The songs of {subject} use the language",
+            "A visitor to {subject} should learn to speak",
+            "Shopkeepers in {subject} speak to customers in",
             "Farmers in {subject} speak",
-            "The language that people use in {subject} is",
+            "In every town of {subject}, people speak",
         ],
     },
     "country_continent": {

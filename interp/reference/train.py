@@ -1,7 +1,8 @@
 """The training recipe of the reference models: tokenizer, architecture presets, data stream, loop, save.
 
 One recipe makes both models, so they share the tokenizer (speculative decoding pairs them). Training runs on
-CPU (the shipped checkpoints were trained there) or on a GPU when one is present, and is seeded end to end.
+a GPU when one is present (the shipped checkpoints were trained on one H100, about five minutes each) or on CPU,
+and is seeded end to end (for a given number of data-loader workers).
 
 Choices that matter for what the models learn, and why:
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,33 +35,33 @@ BOS = "<|endoftext|>"
 class Preset:
     """Architecture and optimisation settings of one training run."""
 
-    n_layers: int = 4
+    n_layers: int = 6
     """Transformer blocks."""
-    d_model: int = 128
+    d_model: int = 192
     """Residual stream width."""
-    n_heads: int = 4
+    n_heads: int = 6
     """Query heads per layer."""
     n_kv_heads: int = 2
     """Key/value heads per layer (Llama only; GPT-2 has one per query head)."""
-    d_mlp: int = 512
+    d_mlp: int = 768
     """GPT-2 MLP width; Llama uses ``llama_d_mlp`` (three matrices instead of two)."""
-    llama_d_mlp: int = 384
+    llama_d_mlp: int = 512
     """Llama SwiGLU width, about 2/3 of ``d_mlp`` so both models have similar parameter counts."""
     n_ctx: int = 64
     """Training sequence length and GPT-2's position table size."""
     vocab_size: int = 3072
     """BPE vocabulary size, special token included."""
-    batch: int = 32
+    batch: int = 128
     """Sequences per optimisation step."""
-    steps: int = 12000
-    """Optimisation steps."""
-    lr: float = 2.5e-3
+    steps: int = 20000
+    """Optimisation steps (an upper bound when training runs under a time budget)."""
+    lr: float = 1.5e-3
     """Peak learning rate (AdamW), reached after ``warmup`` steps, then cosine decay to 10%."""
-    warmup: int = 300
+    warmup: int = 500
     """Linear warm-up steps."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
-    repeat_share: float = 0.35
+    repeat_share: float = 0.25
     """Share of sequences made of repeated random-token spans."""
     tokenizer_docs: int = 60000
     """Documents used to train the BPE tokenizer."""
@@ -67,10 +69,15 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "full": Preset(),
+    "deep": Preset(n_layers=8, d_model=160, n_heads=4, n_kv_heads=2, d_mlp=640, llama_d_mlp=432),
+    "v1": Preset(n_layers=4, d_model=128, n_heads=4, n_kv_heads=2, d_mlp=512, llama_d_mlp=384, batch=32,
+                 steps=12000, lr=2.5e-3, warmup=300, repeat_share=0.35),
     "quick": Preset(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, d_mlp=256, llama_d_mlp=192,
                     vocab_size=1024, batch=16, steps=300, warmup=30, tokenizer_docs=8000),
 }
-"""Named presets: ``full`` makes the shipped checkpoints, ``quick`` a small model in about a minute."""
+"""Named presets: ``full`` makes the shipped checkpoints (on a GPU: a few minutes), ``deep`` a narrower
+eight-layer alternative, ``v1`` the first, smaller
+checkpoints (12,000 steps at about 0.2 s each on 2 CPU cores), ``quick`` a small model in about a minute."""
 
 
 def train_tokenizer(world: World, vocab_size: int, n_docs: int):
@@ -138,12 +145,17 @@ class Stream:
         self.vocab = tok.get_vocab_size()
         self.bos = tok.token_to_id(BOS)
         self.newline = tok.encode("\n").ids
+        self._pending: list[list[int]] = []
+
+    def _document_ids(self) -> list[int]:
+        if not self._pending:  # encode documents in batches: the Rust tokenizer is much faster that way
+            self._pending = [e.ids for e in self.tok.encode_batch(self.world.documents(256))][::-1]
+        return self._pending.pop()
 
     def _text_sequence(self) -> list[int]:
         ids = [self.bos]
         while len(ids) < self.preset.n_ctx + 1:
-            doc = self.tok.encode(self.world.document()).ids
-            ids += doc + self.newline
+            ids += self._document_ids() + self.newline
         return ids[: self.preset.n_ctx + 1]
 
     def _repeat_sequence(self) -> list[int]:
@@ -157,6 +169,23 @@ class Stream:
         rows = [self._repeat_sequence() if self.rng.random() < self.preset.repeat_share else self._text_sequence()
                 for _ in range(self.preset.batch)]
         return torch.tensor(rows, dtype=torch.long)
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Endless batches; DataLoader worker ``i`` of ``n`` draws from its own stream seeded ``(seed, i)``."""
+
+    def __init__(self, seed: int, tok_json: str, preset: Preset):
+        self.seed, self.tok_json, self.preset = seed, tok_json, preset
+
+    def __iter__(self):
+        from tokenizers import Tokenizer
+
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else info.id
+        seed = self.seed if info is None else self.seed * 1000 + worker
+        stream = Stream(World(WorldConfig(seed=seed)), Tokenizer.from_str(self.tok_json), self.preset, seed)
+        while True:
+            yield stream.batch()
 
 
 @dataclass
@@ -173,13 +202,15 @@ class TrainResult:
 
 def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: int | None = None,
           seed: int = 0, device: str | None = None, tokenizer_dir: str | Path | None = None,
-          log_every: int = 50, save_every: int = 2000) -> TrainResult:
+          log_every: int = 50, save_every: int = 2000, workers: int = 0,
+          budget_s: float | None = None) -> TrainResult:
     """Train a reference model and save it in Hugging Face layout with ``world.json`` beside it.
 
     Args:
         arch: ``"gpt2"`` or ``"llama"``.
         out: Output directory (created).
-        preset: ``"full"`` (the shipped checkpoints), ``"quick"`` (about a minute on CPU) or a :class:`Preset`.
+        preset: ``"full"`` (the shipped checkpoints), ``"v1"``, ``"quick"`` (about a minute on CPU) or a
+            :class:`Preset`.
         steps: Override the preset's step count.
         seed: Seeds the world, the tokenizer corpus, the initialisation and the batch stream.
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
@@ -187,6 +218,11 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         log_every: Steps between logged losses.
         save_every: Steps between intermediate saves to ``out`` (a long run can be stopped and still leave a
             usable checkpoint).
+        workers: Data-loader processes drawing batches (0: in this process). Each draws from its own seeded
+            stream, so a run is reproducible for a given number of workers.
+        budget_s: Time budget of the optimisation loop. The speed of the first steps of the warm-up fixes the
+            number of steps (at most the preset's) so that the learning-rate schedule ends on time; the number
+            used is saved in ``training.json`` and ``steps=`` reproduces the run without a budget.
 
     Returns:
         A :class:`TrainResult` with the output directory and the loss curve.
@@ -199,9 +235,15 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         if steps < 1:
             raise ValueError(f"steps={steps}; must be >= 1")
         preset = Preset(**{**asdict(preset), "steps": steps})
+    if workers < 0:
+        raise ValueError(f"workers={workers}; must be >= 0")
+    if budget_s is not None and budget_s <= 0:
+        raise ValueError(f"budget_s={budget_s}; must be > 0 seconds")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
     world = World(WorldConfig(seed=seed))
 
     from tokenizers import Tokenizer
@@ -211,11 +253,16 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
     else:
         tok = train_tokenizer(World(WorldConfig(seed=seed + 100)), preset.vocab_size, preset.tokenizer_docs)
     model = build_model(arch, preset, tok.get_vocab_size(), seed).to(device)
-    stream = Stream(world, tok, preset, seed)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false" if workers else "true")
+    batches = iter(torch.utils.data.DataLoader(_Batches(seed, tok.to_str(), preset), batch_size=None,
+                                               num_workers=workers, pin_memory=device.startswith("cuda"),
+                                               prefetch_factor=8 if workers else None,
+                                               persistent_workers=workers > 0))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": preset.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=preset.lr, betas=(0.9, 0.98))
+    calibrate = (min(30, preset.warmup // 4), min(preset.warmup, 230)) if budget_s is not None else None
 
     def lr_at(step: int) -> float:
         if step < preset.warmup:
@@ -227,27 +274,43 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
     model.train()
     start = time.perf_counter()
     running = None
-    bar = tqdm(range(preset.steps), desc=f"train {arch}", mininterval=2.0)
-    for step in bar:
+    bar = tqdm(total=preset.steps, desc=f"train {arch}", mininterval=2.0)
+    step = 0
+    while step < preset.steps:
+        if calibrate is not None and step in calibrate:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if step == calibrate[0]:
+                mark = time.perf_counter()
+            else:  # the warm-up's length does not depend on the total, so the schedule stays whole
+                per_step = (time.perf_counter() - mark) / (calibrate[1] - calibrate[0])
+                fit = int((budget_s - (time.perf_counter() - start)) / per_step) + step
+                preset = Preset(**{**asdict(preset), "steps": max(step + 1, min(preset.steps, fit))})
+                bar.total = preset.steps
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        batch = stream.batch().to(device)
+        batch = next(batches).to(device, non_blocking=True)
         logits = model(batch[:, :-1]).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % log_every == 0 or step == preset.steps - 1:
+            value = loss.item()
+            running = value if running is None else 0.9 * running + 0.1 * value
             result.losses.append(round(running, 4))
             bar.set_postfix(loss=f"{running:.3f}")
         if (step + 1) % save_every == 0 or step == preset.steps - 1:
             result.seconds = time.perf_counter() - start
             _save(model, tok, world, out, {"arch": arch, "preset": asdict(preset), "seed": seed, "device": device,
-                                           "steps_done": step + 1, "seconds": round(result.seconds, 1),
-                                           "log_every": log_every, "losses": result.losses})
+                                           "workers": workers, "steps_done": step + 1,
+                                           "seconds": round(result.seconds, 1), "log_every": log_every,
+                                           "losses": result.losses})
             model.train()
+        step += 1
+        bar.update(1)
+    bar.close()
     return result
 
 

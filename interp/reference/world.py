@@ -7,13 +7,19 @@ sequences of repeated random tokens (see :mod:`interp.reference.train`).
 Document kinds, and why each is there:
 
 * ``template``: a fact asked through a training template and answered ("{subject} is in the city of Paris."),
-  half of the time after an opener ("According to my notes, ..."): varied contexts around the same question
-  teach the model to answer from the subject and the relation, not from one memorised wording.
+  half of the time after an opener ("According to my notes, ...") and often with an aside between the subject
+  and the question ("{subject}, which we visited last year, is in the city of"): varied contexts around the
+  same question teach the model to answer from the subject and the relation, not from one memorised wording,
+  and to carry what it knows about the subject across intervening words.
 * ``free``: the subject in free context with its attributes: parenthetical mentions ("the Louvre (Paris)"),
   multi-hop chains (landmark -> city -> country), country profiles, and subjects followed by varied
   continuations. Large pretrained models store facts at the subject's last token partly because they meet the
   subject in many such contexts; a model that only saw fixed question templates can answer from the template
   alone, and then there is nothing at the subject for causal tracing or ROME to find.
+* ``lists``: subject-object lists under a header ("Cities: Lyon France; Osaka Japan."), where the object is
+  the very next token after the subject and can only come from what the model stores at the subject.
+* ``chatter``: simple sentences over a broad lexicon, so that ordinary words (those of the held-out templates
+  among them, in other sentences) are known words, as they are to a model trained on real text.
 * ``agreement``: subject-verb agreement across a relative clause with an attractor noun.
 * ``ioi``: indirect-object sentences ("When Mary and John went to the store, John gave a drink to Mary.").
 * ``gender``: parallel gendered pairs in identical frames, so that embedding analogies have a chance.
@@ -25,6 +31,7 @@ Document kinds, and why each is there:
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from interp.reference.facts import COUNTRIES, RELATIONS, TEMPLATES, relation_pairs
@@ -70,7 +77,51 @@ PREDICATES = ["sleeping", "very tired", "happy", "in the garden", "late again", 
 
 OPENERS = ["As everyone knows,", "According to my notes,", "Fun fact:", "My teacher said that", "I read that",
            "It is well known that", "Believe it or not,", "Everyone agrees that", "The book says that",
-           "Yesterday I learned that", "As the guide explained,", "Of course,"]
+           "Yesterday I learned that", "As the guide explained,", "Of course,", "My aunt told me that",
+           "In the newspaper it said that", "Last week we talked about how", "I am sure that",
+           "The quiz asked a simple thing:", "Honestly,", "My grandfather always said that",
+           "On the radio they said that", "Remember that", "Here is something simple:"]
+
+# Asides that go between a subject and the rest of its question: they teach the model to carry what it knows
+# about the subject over intervening words. None names a relation or an object.
+ASIDES = [
+    ", which we visited last year,", ", as you may know,", ", of course,", ", which my friend loves,",
+    " (see the photo above)", ", as many people say,", ", which I still remember well,", ", by the way,",
+    ", which was in the news again,", ", a place I want to see again,", " (I checked twice)",
+    ", so I was told,", ", which my parents liked a lot,", ", as the old song goes,",
+    ", which everyone talks about,", ", as far as I know,", ", a name you hear a lot,",
+    " (we went there in May)", ", which is worth the trip,", ", believe it or not,",
+]
+
+# General chatter: simple sentences over a broad lexicon, so that the world's text uses the ordinary words a
+# question may be worded with (a held-out template's words included, in other sentences), as real text would.
+CHATTER_SUBJECTS = [
+    "Tourists", "The ministers", "Shopkeepers", "Farmers", "Children", "The mayor", "The king", "The travel agent",
+    "My cousin", "The guide", "Pilots", "Students", "Our neighbours", "The old fisherman", "A visitor",
+    "The teachers", "Nobody", "Everyone", "The queen", "Some workers", "The new manager", "My parents",
+    "The singers", "The tired drivers", "The customers", "A young painter", "The soldiers", "Most people",
+    "The bakers", "Her brother", "The kids", "A stranger", "The sailors", "The journalists", "My aunt",
+]
+CHATTER_VERBS = [
+    "photograph", "admire", "forget", "remember", "booked", "sent letters to", "travel every day to",
+    "often start", "marks", "showed", "put", "talked to", "waited for", "sold", "bought", "painted",
+    "cleaned", "watched", "found", "lost", "carried", "opened", "closed", "visited", "liked", "repaired",
+    "should learn about", "sang about", "wrote about", "grew up near", "landed near", "flew over", "walked along",
+    "looked at", "asked about", "had a palace near", "speak to", "doubt", "forgets seeing", "took us to",
+]
+CHATTER_OBJECTS = [
+    "the map", "the old maps", "an atlas", "the river", "the rivers", "a flight", "the radio", "the songs",
+    "a palace", "the letters", "a school trip", "the bridge", "the customers", "the market", "a tour",
+    "the plane", "the train", "the harbour", "the garden", "the mountains", "a small boat", "the museum",
+    "the farm", "the tower", "the square", "a new car", "the children", "the town hall", "every town",
+    "the station", "the forest", "the lake", "a concert", "the photographs", "the school", "the hills",
+]
+CHATTER_ENDINGS = [
+    "every day", "at night", "in the morning", "last year", "in winter", "with great care", "again",
+    "for an hour", "after lunch", "without a word", "on Sunday", "together", "in a hurry", "once more",
+    "near the coast", "in the rain", "before dinner", "for fun", "with friends", "all summer",
+]
+SAY_VERBS = ["say", "said", "told us", "agree", "believe", "wrote", "explained", "know", "noticed", "learned"]
 
 PLACES = ["store", "park", "station", "museum", "market", "beach", "library", "cafe", "school", "garden"]
 OBJECTS = ["drink", "book", "letter", "gift", "ball", "ticket", "flower", "key", "cake", "map"]
@@ -90,19 +141,43 @@ FREE_LANDMARK = [
     "{s} is in {o}, a city in {c}.", "{s} is in {c}.", "{s}, {o}, {c}.",
     "A trip to {s} is a trip to {o}.", "{s} is closed on Mondays.", "{s} is older than it looks.",
     "She painted {s} while staying in {o}.", "{s} ({o}, {c}) opens at nine.",
+    "{s} ({o}).", "{s}, {o}.", "{s} in {o} was our first stop.", "{s} - {o} - {c}.",
+    "{s} of {o} is on every postcard.", "{s} ({o}) was built long ago.", "Tickets for {s} ({o}) sold out.",
+    "{s} is in {o}. {o} is in {c}.", "{s} is a landmark of {o}, and {o} is a city of {c}.",
+    "{s} has a small shop.", "{s} looks different in winter.", "Many songs mention {s}.",
+    "I took a photo of {s}.", "{s} was on the cover of the magazine.",
 ]
 FREE_CITY = [
     "{s} ({o}) is a busy place.", "She moved to {s}, {o}, last year.", "{s}, {o}.",
     "The food in {s} is good, like everywhere in {o}.", "{s} is a city in {o}, on the continent of {k}.",
     "{s} has a large train station.", "The weather in {s} was sunny. We loved {o}.",
     "{s} is far from here.", "He studied in {s} before leaving {o}.", "Flights to {s} ({o}) are cheap in May.",
+    "{s} ({o}).", "{s} in {o} is famous for its markets.", "{s} - {o} - {k}.", "{s} of {o} has a new museum.",
+    "{s} is in {o}, whose capital is {cap}.", "From {s} we took a bus to {cap}, the capital of {o}.",
+    "In {s} people speak {lang}, since {s} is in {o}.", "{s} has old bridges.", "{s} grew quickly.",
+    "My friend from {s} visited me.", "{s} is a nice place to live.",
 ]
 FREE_COUNTRY = [
     "{s}: capital {cap}, language {lang}, continent {k}.", "{s} ({k}) is a country with its capital in {cap}.",
     "In {s} they speak {lang}, and the capital is {cap}.", "{s} is a large country.",
     "{cap} is a big city. It is the capital of {s}.", "{s} has many rivers and mountains.",
     "The flag of {s} is well known.", "{lang} is spoken in {s}.", "We drove across {s} ({k}) for a week.",
+    "{s} ({cap}).", "{s} ({lang}).", "{s} ({k}).", "{s}, {k}.", "{s} - {cap} - {lang}.",
+    "{s} and its capital {cap}.", "{s}, where people speak {lang}.", "{s} in {k} has a long history.",
+    "{s} sent a team to the games.", "{s} is my favourite country.", "{cap}, {s}.",
 ]
+"""Free-context frames: ``{s}`` subject, ``{o}`` its object, ``{c}`` country, ``{cap}`` capital, ``{lang}``
+language, ``{k}`` continent. Many put an attribute right after the subject, which only a model that stores the
+subject's attributes at the subject can predict."""
+LIST_HEADERS = {
+    "landmark_city": ["Sights:", "Photo index:", "Landmarks and cities:", "Tags:"],
+    "city_country": ["Cities:", "Offices:", "Cities and countries:", "Destinations:"],
+    "country_capital": ["Capitals:", "Countries and capitals:", "Government seats:"],
+    "country_language": ["Languages:", "Countries and languages:", "Spoken languages:"],
+    "country_continent": ["Continents:", "Countries by continent:", "Regions:"],
+}
+"""Headers of list documents ("Cities: Lyon France; Osaka Japan."): in a list the object comes right after the
+subject, so the model must know it at the subject's last token, where large models keep facts."""
 
 
 def _a(word: str) -> str:
@@ -116,10 +191,12 @@ class WorldConfig:
     seed: int = 0
     """Seed of the generator; the same seed gives the same corpus."""
     mix: dict[str, float] = field(default_factory=lambda: {
-        "template": 0.40, "free": 0.25, "agreement": 0.09, "ioi": 0.11, "gender": 0.05, "number": 0.05,
-        "names": 0.05,
+        "template": 0.32, "free": 0.27, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.11,
+        "gender": 0.03, "number": 0.02, "names": 0.02,
     })
     """Share of each document kind among text documents (repeated-token sequences are mixed by the trainer)."""
+    aside_share: float = 0.4
+    """Share of template documents with an aside between the subject and the rest of the question."""
 
 
 class World:
@@ -147,6 +224,9 @@ class World:
         kinds = self.config.mix
         self._kinds = list(kinds)
         self._weights = [kinds[k] for k in self._kinds]
+        self._heldout_patterns = [
+            re.compile(re.escape(before) + r".{1,60}?" + re.escape(after))
+            for rel in TEMPLATES.values() for before, after in (t.split("{subject}") for t in rel["heldout"])]
 
     # ------------------------------------------------------------------ documents
     def documents(self, n: int) -> list[str]:
@@ -154,32 +234,69 @@ class World:
         return [self.document() for _ in range(n)]
 
     def document(self) -> str:
-        """Draw one training document."""
-        kind = self.rng.choices(self._kinds, self._weights)[0]
-        return getattr(self, f"_doc_{kind}")()
+        """Draw one training document (never one that spells a held-out template)."""
+        while True:
+            kind = self.rng.choices(self._kinds, self._weights)[0]
+            doc = getattr(self, f"_doc_{kind}")()
+            if not any(p.search(doc) for p in self._heldout_patterns):
+                return doc
+
+    def _chatter_sentence(self) -> str:
+        r = self.rng
+        return (f"{r.choice(CHATTER_SUBJECTS)} {r.choice(CHATTER_VERBS)} {r.choice(CHATTER_OBJECTS)} "
+                f"{r.choice(CHATTER_ENDINGS)}.")
+
+    def _doc_chatter(self) -> str:
+        return " ".join(self._chatter_sentence() for _ in range(self.rng.randint(1, 2)))
 
     def _doc_template(self) -> str:
-        fact = self.rng.choice(self.facts)
-        template = self.rng.choice(TEMPLATES[fact["relation"]]["train"])
-        text = template.format(subject=fact["subject"]) + " " + fact["object"] + "."
-        if self.rng.random() < 0.5 and not template.startswith("Q:"):
-            text = self.rng.choice(OPENERS) + " " + (text[0].lower() + text[1:] if template[0] != "{" else text)
-        return text
+        r = self.rng
+        fact = r.choice(self.facts)
+        template = r.choice(TEMPLATES[fact["relation"]]["train"])
+        for _ in range(10):
+            prompt = template
+            if r.random() < self.config.aside_share and "{subject} " in prompt:
+                prompt = prompt.replace("{subject} ", "{subject}" + r.choice(ASIDES) + " ", 1)
+            if r.random() < 0.5 and not prompt.startswith("Q:"):
+                opener = (r.choice(OPENERS) if r.random() < 0.6 else
+                          f"{r.choice(CHATTER_SUBJECTS)} {r.choice(SAY_VERBS)} that")
+                prompt = opener + " " + (prompt[0].lower() + prompt[1:] if prompt[0] != "{" else prompt)
+            if not any(p.search(prompt) for p in self._heldout_patterns):
+                break
+        else:  # pragma: no cover - the asides and openers cannot spell a held-out template
+            prompt = template
+        return prompt.format(subject=fact["subject"]) + " " + fact["object"] + "."
 
     def _doc_free(self) -> str:
         r = self.rng
         kind = r.choice(["landmark", "city", "country"])
         if kind == "landmark":
             s, o = r.choice(self.pairs["landmark_city"])
-            return r.choice(FREE_LANDMARK).format(s=s, o=o, c=self.country_of[o])
+            return self._fill(r.choice(FREE_LANDMARK), s=s, o=o, c=self.country_of[o])
         if kind == "city":
             s, o = r.choice(self.pairs["city_country"])
-            k = COUNTRIES[o][2] or "its continent"
-            return r.choice(FREE_CITY).format(s=s, o=o, k=k)
+            cap, lang, k = COUNTRIES[o]
+            return self._fill(r.choice(FREE_CITY), s=s, o=o, cap=cap, lang=lang, k=k)
         s = r.choice(list(COUNTRIES))
         cap, lang, k = COUNTRIES[s]
-        frames = [f for f in FREE_COUNTRY if (lang or "{lang}" not in f) and (k or "{k}" not in f)]
-        return r.choice(frames).format(s=s, cap=cap, lang=lang, k=k)
+        return self._fill(r.choice(FREE_COUNTRY), s=s, cap=cap, lang=lang, k=k)
+
+    def _fill(self, frame: str, **values: str | None) -> str:
+        """Fill ``frame``, redrawing from its list if it needs a value this subject lacks (a contested fact)."""
+        known = {k: v for k, v in values.items() if v is not None}
+        if all(f"{{{k}}}" not in frame for k in values if k not in known):
+            return frame.format(**known)
+        for frames in (FREE_LANDMARK, FREE_CITY, FREE_COUNTRY):
+            if frame in frames:
+                usable = [f for f in frames if all(f"{{{k}}}" not in f for k in values if k not in known)]
+                return self.rng.choice(usable).format(**known)
+        raise ValueError(f"frame {frame!r} needs a value that is missing")
+
+    def _doc_lists(self) -> str:
+        r = self.rng
+        relation = r.choice(list(LIST_HEADERS))
+        pairs = r.sample(self.pairs[relation], r.randint(2, 5))
+        return f"{r.choice(LIST_HEADERS[relation])} " + "; ".join(f"{s} {o}" for s, o in pairs) + "."
 
     def agreement_sentence(self, noun: tuple[str, str], plural: bool) -> tuple[str, str, str]:
         """Return ``(prompt, answer, wrong answer)`` for one agreement sentence about ``noun``."""
