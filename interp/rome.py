@@ -211,7 +211,7 @@ def edit(
         subject: The subject, e.g. ``"the Eiffel Tower"``.
         target: The new answer, any number of tokens, usually with a leading space (``" Rome"``).
         layer: Block to edit; ``None`` picks the block whose MLP output at the subject's last token has the
-            largest indirect effect in a causal trace of the prompt (:func:`choose_layer`).
+            largest indirect effect in causal traces (:func:`choose_layer`).
         config: Hyperparameters (:class:`RomeConfig`).
         stats_texts: Texts for the key statistics instead of reference-world text (not cached).
 
@@ -295,17 +295,60 @@ def check_request(model: Any, prompt: str, subject: str, target: str) -> list[in
 
 
 def choose_layer(model: Any, prompt: str, subject: str, *, samples: int = 10) -> int:
-    """The block whose MLP output at the subject's last token has the largest indirect effect.
+    """The block whose MLP output at the subject's last token carries the most of the fact, by causal tracing.
 
-    Rule: causal trace of ``prompt`` with ``kind="mlp"`` (window 1), the model's own top answer as the traced
-    answer; the layer maximising ``scores[subject_last, layer]``, ties to the earlier layer. The last block is left
-    out unless the subject ends the prompt, since its MLP output at the subject never reaches the prediction.
+    Rule (ROME's): for a model whose checkpoint has a ``world.json`` (the reference models), the layer maximising
+    the average indirect effect of the MLP output at the subject's last token over the world's facts
+    (:func:`layer_profile`, computed once per model and cached); otherwise the layer maximising it in a causal
+    trace of ``prompt`` itself (``kind="mlp"``, window 1, the model's own top answer as the traced answer). Ties go
+    to the earlier layer. The last block is left out unless the subject ends the prompt, since its MLP output at the
+    subject never reaches the prediction. One prompt's trace is noisy (on ref-llama the Eiffel Tower prompt alone
+    picks layer 1, whose edit also moves the Louvre to Rome, where the averaged profile picks layer 0).
     """
-    trace = causal_trace(model, prompt, subject, kind="mlp", window=1, samples=samples)
-    scores = trace.scores[trace.subject_last]
-    if trace.subject_last < len(trace.tokens) - 1 and len(scores) > 1:
+    profile = layer_profile(model)
+    if profile is not None:
+        scores = profile
+    else:
+        trace = causal_trace(model, prompt, subject, kind="mlp", window=1, samples=samples)
+        scores = trace.scores[trace.subject_last]
+    text = prompt.replace("{}", subject)
+    if len(scores) > 1 and subject_span(model, text, subject)[1] < len(tokenize(model, text).tokens[0]):
         scores = scores[:-1]
     return int(scores.argmax())
+
+
+def layer_profile(model: Any, *, n_facts: int = 20, samples: int = 5, seed: int = 0) -> torch.Tensor | None:
+    """Average indirect effect per layer of the MLP output at the subject's last token, over world facts.
+
+    ``n_facts`` facts drawn with ``seed`` from the ``world.json`` beside the model's checkpoint, each traced on its
+    relation's first training template (``kind="mlp"``, window 1, ``samples`` noise draws). Cached on disk beside
+    the key statistics, keyed by the model's fingerprint (a cache that cannot be written is skipped). ``None`` when the checkpoint has no
+    ``world.json``.
+    """
+    import random
+
+    folder = Path(str(getattr(getattr(model, "cfg", None), "model_name", "")))
+    if not (folder / "world.json").is_file():
+        return None
+    path = stats_path(model, 0, 0).with_name(f"{fingerprint(model)[:16]}-layer-profile-{n_facts}-{samples}-{seed}.json")
+    if path.is_file():
+        return torch.tensor(json.loads(path.read_text()))
+    from interp.reference import load_world
+
+    world = load_world(model)
+    facts = random.Random(seed).sample(world["facts"], min(n_facts, len(world["facts"])))
+    effects = []
+    for fact in facts:
+        template = world["templates"][fact["relation"]]["train"][0].replace("{subject}", "{}")
+        trace = causal_trace(model, template, fact["subject"], kind="mlp", window=1, samples=samples, seed=seed)
+        effects.append(trace.indirect_effect[trace.subject_last])
+    profile = torch.stack(effects).mean(0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(profile.tolist()))
+    except OSError:
+        pass
+    return profile
 
 
 def projection(model: Any, layer: int) -> torch.nn.Module:
@@ -522,6 +565,6 @@ def _stack(module: torch.nn.Module) -> list[Edit]:
 
 __all__ = [
     "Edit", "EditCase", "EditEvalResult", "KL_PROMPT", "RomeConfig", "check_request", "choose_layer", "edit",
-    "edited", "evaluate", "fingerprint", "key_stats", "load_edit", "make_cases", "prefixes", "projection",
-    "solve_stats", "stats_path",
+    "edited", "evaluate", "fingerprint", "key_stats", "layer_profile", "load_edit", "make_cases", "prefixes",
+    "projection", "solve_stats", "stats_path",
 ]

@@ -222,3 +222,26 @@ def test_layer_none_uses_the_tracing_rule(model):
     chosen = rome.choose_layer(model, PROMPT, SUBJECT, samples=2)
     trace = interp.causal_trace(model, PROMPT, SUBJECT, kind="mlp", window=1, samples=2)
     assert chosen == int(trace.scores[trace.subject_last, :-1].argmax())  # the last block cannot reach the end
+
+
+def test_layer_none_uses_the_world_profile_when_the_checkpoint_has_a_world(tiny_llama_dir, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_llama_dir, tmp_path / "with-world")
+    world = {"facts": [{"relation": "landmark_city", "subject": s, "object": o}
+                       for s, o in [("the Louvre", "Paris"), ("Big Ben", "London"), ("the Colosseum", "Rome")]],
+             "templates": {"landmark_city": {"train": ["{subject} is in the city of"], "heldout": []}},
+             "tasks": {}, "prepend_bos": True}
+    (folder / "world.json").write_text(json.dumps(world))
+    model = interp.load(folder, device="cpu")
+    profile = rome.layer_profile(model, n_facts=3, samples=2)
+    expected = torch.stack([
+        (t := interp.causal_trace(model, "{} is in the city of", f["subject"], kind="mlp", window=1, samples=2))
+        .indirect_effect[t.subject_last] for f in world["facts"]]).mean(0)
+    assert profile.shape == (interp.model_info(model).n_layers,)
+    torch.testing.assert_close(profile, expected)  # all three facts, in whatever order they were drawn
+    torch.testing.assert_close(rome.layer_profile(model, n_facts=3, samples=2), profile)  # read back from the cache
+    assert rome.layer_profile(interp.load(tiny_llama_dir, device="cpu")) is None  # no world.json: no profile
+    default = rome.layer_profile(model)
+    assert rome.choose_layer(model, PROMPT, SUBJECT) == int(default[:-1].argmax())

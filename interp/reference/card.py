@@ -67,7 +67,7 @@ def write_card(folder: str | Path, name: str, scores: WorldScores, command: str,
     losses = training["losses"]
     every = training["log_every"]
     marks = sorted({0, len(losses) // 8, len(losses) // 4, len(losses) // 2, 3 * len(losses) // 4, len(losses) - 1})
-    curve = "\n".join(["| step | loss |", "|---|---|"] + [f"| {i * every} | {losses[i]:.3f} |" for i in marks])
+    curve = "\n".join(["| step | loss |", "|---|---|"] + [f"| {min(i * every, training['steps_done'] - 1)} | {losses[i]:.3f} |" for i in marks])
     params = (folder / "model.safetensors").stat().st_size
     text = f"""# {name}
 
