@@ -42,7 +42,7 @@ def heads_section(model: Any, world: dict | None = None, *, batch: int = 16, see
     Examples:
         >>> body, numbers = heads_section(interp.load("ref-gpt2"))  # doctest: +SKIP
         >>> numbers["previous_token"]["head"]  # doctest: +SKIP
-        'L0H3'
+        'L0H2'
     """
     from interp.heads import head_census
     from interp.induction import find_induction_heads
