@@ -330,7 +330,7 @@ def layer_profile(model: Any, *, n_facts: int = 20, samples: int = 5, seed: int 
     folder = Path(str(getattr(getattr(model, "cfg", None), "model_name", "")))
     if not (folder / "world.json").is_file():
         return None
-    path = stats_path(model, 0, 0).with_name(f"{fingerprint(model)[:16]}-layer-profile-{n_facts}-{samples}-{seed}.json")
+    path = _cache_dir() / f"{fingerprint(model)[:16]}-layer-profile-{n_facts}-{samples}-{seed}.json"
     if path.is_file():
         return torch.tensor(json.loads(path.read_text()))
     from interp.reference import load_world
@@ -410,8 +410,12 @@ def stats_path(model: Any, layer: int, n: int) -> Path:
 
     The folder is ``$INTERP_CACHE/rome_stats`` (default ``~/.cache/interp/rome_stats``).
     """
-    root = Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")) / "rome_stats"
-    return root / f"{fingerprint(model)[:16]}-layer{layer}-n{n}.safetensors"
+    return _cache_dir() / f"{fingerprint(model)[:16]}-layer{layer}-n{n}.safetensors"
+
+
+def _cache_dir() -> Path:
+    """``$INTERP_CACHE/rome_stats`` (default ``~/.cache/interp/rome_stats``): key statistics and layer profiles."""
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")) / "rome_stats"
 
 
 def key_stats(model: Any, layer: int, n: int, texts: list[str] | None = None) -> Float[torch.Tensor, "d_mlp d_mlp"]:
@@ -520,13 +524,13 @@ def _optimise_delta(
         with model.hooks(fwd_hooks=[(hook_name, add_delta)]):
             logits = model(tokens).float()
         logp = logits.log_softmax(-1)
-        nll = -logp[torch.arange(len(prompt_rows))[:, None], pred_pos].gather(-1, target[..., None]).mean()
+        per_row = -logp[torch.arange(len(prompt_rows))[:, None], pred_pos].gather(-1, target[..., None]).mean((1, 2))
+        nll = per_row.mean()  # every row predicts the same number of target tokens
         kl_logp = logp[kl_row, kl_pos]
         if init_logp is None:
             init_logp = kl_logp.detach()
         kl = torch.sum(init_logp.exp() * (init_logp - kl_logp))
         decay = delta.norm() ** 2 / base_norm**2
-        per_row = -logp[torch.arange(len(prompt_rows))[:, None], pred_pos].gather(-1, target[..., None]).mean((1, 2))
         if nll.item() < config.early_stop and per_row[0].item() < config.early_stop:  # row 0: the bare prompt
             break
         loss = nll + config.kl_factor * kl + config.weight_decay * decay

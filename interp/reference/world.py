@@ -272,25 +272,23 @@ class World:
         kind = r.choice(["landmark", "city", "country"])
         if kind == "landmark":
             s, o = r.choice(self.pairs["landmark_city"])
-            return self._fill(r.choice(FREE_LANDMARK), s=s, o=o, c=self.country_of[o])
+            return self._fill(FREE_LANDMARK, r.choice(FREE_LANDMARK), s=s, o=o, c=self.country_of[o])
         if kind == "city":
             s, o = r.choice(self.pairs["city_country"])
             cap, lang, k = COUNTRIES[o]
-            return self._fill(r.choice(FREE_CITY), s=s, o=o, cap=cap, lang=lang, k=k)
+            return self._fill(FREE_CITY, r.choice(FREE_CITY), s=s, o=o, cap=cap, lang=lang, k=k)
         s = r.choice(list(COUNTRIES))
         cap, lang, k = COUNTRIES[s]
-        return self._fill(r.choice(FREE_COUNTRY), s=s, cap=cap, lang=lang, k=k)
+        return self._fill(FREE_COUNTRY, r.choice(FREE_COUNTRY), s=s, cap=cap, lang=lang, k=k)
 
-    def _fill(self, frame: str, **values: str | None) -> str:
-        """Fill ``frame``, redrawing from its list if it needs a value this subject lacks (a contested fact)."""
+    def _fill(self, frames: list[str], frame: str, **values: str | None) -> str:
+        """Fill ``frame`` (drawn from ``frames``), redrawing among ``frames`` if it needs a value this subject
+        lacks (a contested fact)."""
+        missing = [k for k, v in values.items() if v is None]
         known = {k: v for k, v in values.items() if v is not None}
-        if all(f"{{{k}}}" not in frame for k in values if k not in known):
-            return frame.format(**known)
-        for frames in (FREE_LANDMARK, FREE_CITY, FREE_COUNTRY):
-            if frame in frames:
-                usable = [f for f in frames if all(f"{{{k}}}" not in f for k in values if k not in known)]
-                return self.rng.choice(usable).format(**known)
-        raise ValueError(f"frame {frame!r} needs a value that is missing")
+        if any(f"{{{k}}}" in frame for k in missing):
+            frame = self.rng.choice([f for f in frames if not any(f"{{{k}}}" in f for k in missing)])
+        return frame.format(**known)
 
     def _doc_lists(self) -> str:
         r = self.rng
