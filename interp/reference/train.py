@@ -20,6 +20,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -287,6 +288,10 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
                 fit = int((budget_s - (time.perf_counter() - start)) / per_step) + step
                 preset = Preset(**{**asdict(preset), "steps": max(step + 1, min(preset.steps, fit))})
                 bar.total = preset.steps
+                if preset.steps < 2 * preset.warmup:
+                    warnings.warn(f"budget_s={budget_s} fits only {preset.steps} steps at {per_step:.2f} s each, "
+                                  f"less than twice the {preset.warmup} warm-up steps: the learning rate will "
+                                  f"barely decay; give a larger budget or a smaller preset", stacklevel=2)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         batch = next(batches).to(device, non_blocking=True)
