@@ -95,7 +95,7 @@ def edit_eval(
     model: ModelOption = "ref-gpt2",
     n: Annotated[int, typer.Option(help="Number of counterfactual cases.")] = 100,
     method: Annotated[str, typer.Option(help="rome, ft (constrained fine-tuning) or none (unedited).")] = "rome",
-    layer: Annotated[int | None, typer.Option(help="Block to edit (default: chosen per case by tracing).")] = None,
+    layer: Annotated[int | None, typer.Option(help="Block to edit (default: chosen by causal tracing, interp.rome.choose_layer).")] = None,
     split: Annotated[str | None, typer.Option(help="dev or test split of the facts (default: all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the case draw.")] = 0,
     fluency_tokens: Annotated[int, typer.Option(help="Tokens sampled per fluency prompt (0: skip).")] = 30,

@@ -312,7 +312,7 @@ def evaluate(
         cases: From :func:`make_cases`.
         method: ``"rome"`` (:func:`interp.rome.edit`), ``"ft"`` (:func:`finetune`) or ``"none"`` (scores the
             unedited model twice: the baseline).
-        layer: Block to edit; ``None`` lets ROME choose per case (:func:`interp.rome.choose_layer`); the
+        layer: Block to edit; ``None`` lets ROME choose (:func:`interp.rome.choose_layer`: causal tracing); the
             fine-tuning baseline then uses that same rule.
         config: :class:`interp.rome.RomeConfig` or :class:`FinetuneConfig`.
         fluency_tokens: Tokens sampled per generation prompt for fluency (0 skips fluency).

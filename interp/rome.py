@@ -40,7 +40,7 @@ from interp.capture import capture
 from interp.edit_eval import EditCase, EditEvalResult, evaluate, make_cases
 from interp.model_info import check_layer, model_info
 from interp.tokens import Tokenized, tokenize
-from interp.tracing import causal_trace, subject_span
+from interp.tracing import average_indirect_effect, causal_trace, subject_span
 
 KL_PROMPT = "{} is a"
 """Prompt whose next-token distribution the KL term keeps unchanged (ROME's essence prompt)."""
@@ -337,12 +337,8 @@ def layer_profile(model: Any, *, n_facts: int = 20, samples: int = 5, seed: int 
 
     world = load_world(model)
     facts = random.Random(seed).sample(world["facts"], min(n_facts, len(world["facts"])))
-    effects = []
-    for fact in facts:
-        template = world["templates"][fact["relation"]]["train"][0].replace("{subject}", "{}")
-        trace = causal_trace(model, template, fact["subject"], kind="mlp", window=1, samples=samples, seed=seed)
-        effects.append(trace.indirect_effect[trace.subject_last])
-    profile = torch.stack(effects).mean(0)
+    prompts = [(world["templates"][f["relation"]]["train"][0].replace("{subject}", "{}"), f["subject"]) for f in facts]
+    profile = average_indirect_effect(model, prompts, kind="mlp", window=1, samples=samples, seed=seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(profile.tolist()))

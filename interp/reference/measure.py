@@ -270,7 +270,7 @@ def rome_section(
     Args:
         model: A ``TransformerBridge``; every edit is undone.
         world: The world description (``world.json``).
-        layer: Block to edit; ``None`` (the CLI's default) chooses per case by causal tracing.
+        layer: Block to edit; ``None`` (the CLI's default) lets :func:`interp.rome.choose_layer` choose.
         n: Counterfactual cases.
         split: ``"dev"``, ``"test"`` or ``None`` (all facts).
         seed: Seed of the case draw.
@@ -294,7 +294,7 @@ def rome_section(
         table[method] = {m: float(summary[f"post_{m}"]) for m in metrics}
         table[method]["fluency_drop"] = float(summary["fluency_drop"]) if "fluency_drop" in summary else math.nan
     used = Counter(int(row["layer"]) for row in results["rome"].rows)
-    where = f"layer {layer}" if layer is not None else "layer per case: " + ", ".join(
+    where = f"layer {layer}" if layer is not None else "layers chosen by tracing: " + ", ".join(
         f"L{k} x{v}" for k, v in sorted(used.items()))
     errors = {method: sum(bool(row["error"]) for row in result.rows) for method, result in results.items()}
     names = {"unedited": "unedited", "rome": f"ROME ({where})", "ft": "constrained fine-tuning"}
@@ -306,7 +306,7 @@ def rome_section(
     text = [f"`interp edit-eval --model {_model_arg(model)} --n {n}{split_arg}{layer_arg} --seed {seed} "
             f"--method rome|ft|none` (`interp.edit_eval.evaluate(model, make_cases(world, {n}, seed={seed}, "
             f"split={split!r}), method=...)`; {len(cases)} counterfactual cases"
-            + ("" if layer is not None else "; the edited layer chosen per case by `interp.rome.choose_layer`")
+            + ("" if layer is not None else "; the edited layer chosen by `interp.rome.choose_layer`")
             + "):", "",
             _table(["method", "efficacy", "efficacy magnitude", "paraphrase", "neighbourhood", "rewrite token acc.",
                     "fluency drop"], rows), "",
@@ -483,7 +483,7 @@ def measure_all(
         model: A ``TransformerBridge`` (ROME edits are undone, so it is left as it was).
         world: The world description (``world.json`` of the checkpoint).
         sections: Keys of :data:`SECTIONS` to measure (default all).
-        rome_layer: Block ROME edits; ``None`` chooses per case (the CLI's default).
+        rome_layer: Block ROME edits; ``None`` lets :func:`interp.rome.choose_layer` choose (the CLI's default).
         rome_n: Counterfactual cases of the ROME section.
         progress: Show a progress bar over the sections (and the edit-eval bars).
         scores: World scores for the targets section; measured with
