@@ -20,6 +20,9 @@ def probe(
     site: Annotated[str, typer.Option(help="resid_pre, resid_mid, resid_post, attn_out or mlp_out.")] = "resid_post",
     control: Annotated[bool, typer.Option(help="Fit the control task and report selectivity.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of prompt sampling, split and control labels.")] = 0,
+    min_subjects: Annotated[
+        int, typer.Option(help="city_country: keep countries with at least this many cities (>= 2).")
+    ] = 3,
     save: Annotated[Path | None, typer.Option(help="Write the report and weights to this .safetensors file.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Device, e.g. cpu or cuda (default: auto).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")] = False,
@@ -27,11 +30,13 @@ def probe(
     """Fit a linear probe per layer for a reference-world task: accuracy, control accuracy, selectivity."""
     from interp.cli import emit, fail, load_or_exit
     from probes.report import fit
+    from probes.world_tasks import world_task
 
     bridge = load_or_exit(model, device)
     try:
         chosen = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
-        report = fit(bridge, task, layers=chosen, site=site, control=control, seed=seed)
+        built = world_task(task, bridge, seed=seed, min_subjects=min_subjects)
+        report = fit(bridge, built, layers=chosen, site=site, control=control, seed=seed)
     except ValueError as err:
         raise fail(err) from None
     if save is not None:

@@ -2,9 +2,12 @@
 
 ``city_country``
     The country of a city, read at the city's last token in ``city_country`` template prompts
-    (train and held-out templates). Only countries with at least two cities are kept: with
-    subjects split between train and test, a country with one city could never be tested on a
-    city the probe did not see.
+    (train and held-out templates). Only countries with at least ``min_subjects`` cities (default
+    3) are kept, so that every tested country was learnt from at least two training cities. With
+    a single training city a probe cannot tell the country's direction from that city's own
+    identity: on both reference models, with countries of two cities kept as well, nearly every
+    test error was a country the probe had seen one city of (``interp world card --measure``
+    reports that variant too).
 ``relation``
     Which of the five relations a fact prompt asks about, read at the last token (where the
     model must predict the object).
@@ -34,7 +37,13 @@ TASKS = ("city_country", "in_subject", "number", "relation")
 
 
 def world_task(
-    name: str, model: Any, *, world: dict | str | Path | None = None, per_subject: int = 8, seed: int = 0
+    name: str,
+    model: Any,
+    *,
+    world: dict | str | Path | None = None,
+    per_subject: int = 8,
+    min_subjects: int = 3,
+    seed: int = 0,
 ) -> ProbeTask:
     """Build a reference-world probe task for ``model``'s tokenizer.
 
@@ -45,13 +54,15 @@ def world_task(
         world: A ``world.json`` dict or path, overriding the model's.
         per_subject: Prompts per subject (per fact for ``relation``, per noun and number for
             ``number``; ``in_subject`` uses a quarter of it, as each prompt gives many positions).
+        min_subjects: ``city_country`` only: keep countries with at least this many cities (>= 2, so
+            that a tested country also has a training city).
         seed: Seed of the prompt sampling.
 
     Returns:
         The :class:`ProbeTask`.
 
     Raises:
-        ValueError: an unknown task name or ``per_subject < 1``.
+        ValueError: an unknown task name, ``per_subject < 1`` or ``min_subjects < 2``.
 
     Examples:
         >>> task = probes.world_task("city_country", interp.load("ref-gpt2"))  # doctest: +SKIP
@@ -61,9 +72,15 @@ def world_task(
         raise ValueError(f"task={name!r}; reference-world tasks are {', '.join(TASKS)}")
     if isinstance(per_subject, bool) or not isinstance(per_subject, int) or per_subject < 1:
         raise ValueError(f"per_subject={per_subject!r}; it must be an int >= 1")
+    if isinstance(min_subjects, bool) or not isinstance(min_subjects, int) or min_subjects < 2:
+        raise ValueError(
+            f"min_subjects={min_subjects!r}; it must be an int >= 2 (a tested country needs a training city)"
+        )
     data = load_world(model, world)
     rng = random.Random(seed)
-    builder = {"city_country": _city_country, "relation": _relation, "in_subject": _in_subject, "number": _number}
+    if name == "city_country":
+        return _city_country(data, model, per_subject, rng, min_subjects)
+    builder = {"relation": _relation, "in_subject": _in_subject, "number": _number}
     return builder[name](data, model, per_subject, rng)
 
 
@@ -97,23 +114,27 @@ def _subject_positions(model: Any, text: str, start: int, end: int) -> list[int]
     return [i for i, (s, e) in enumerate(_token_spans(model, text)) if s < end and e > start and e > s]
 
 
-def _city_country(data: dict, model: Any, k: int, rng: random.Random) -> ProbeTask:
+def _city_country(data: dict, model: Any, k: int, rng: random.Random, min_subjects: int) -> ProbeTask:
     cities = defaultdict(list)
     for fact in data["facts"]:
         if fact["relation"] == "city_country":
             cities[fact["object"]].append(fact["subject"])
     examples = []
     for country in sorted(cities):
-        if len(cities[country]) < 2:
+        if len(cities[country]) < min_subjects:
             continue
         for city in cities[country]:
             for text, start, end in _prompts(data, "city_country", city, k, rng):
                 last = _subject_positions(model, text, start, end)[-1]
                 examples.append(ProbeExample(text, last, country, city))
+    if not examples:
+        most = max((len(v) for v in cities.values()), default=0)
+        raise ValueError(f"min_subjects={min_subjects}: no country of this world has that many cities (most: {most})")
     return ProbeTask(
         "city_country",
         examples,
-        "country of the city named in the prompt, read at the city's last token (countries with >= 2 cities)",
+        f"country of the city named in the prompt, read at the city's last token (countries with >= {min_subjects} "
+        "cities)",
     )
 
 
