@@ -50,15 +50,15 @@ def world_model(request):
 def world() -> dict:
     """The reference world cut down, plus a toy relation with one-token objects.
 
-    Per relation: 3 objects with 2 subjects each (ROME needs other objects, the city probe countries with 2
-    cities) and the shortest templates.
+    Per relation: 3 objects with 2 subjects each (ROME needs other objects), 3 for city_country (the city
+    probe keeps countries with 3 cities), and the shortest templates.
     """
     full = World().to_json()
     facts = []
     for relation in sorted({f["relation"] for f in full["facts"]}):
         count: Counter = Counter()
         for fact in (f for f in full["facts"] if f["relation"] == relation):
-            if (fact["object"] in count or len(count) < 3) and count[fact["object"]] < 2:
+            if (fact["object"] in count or len(count) < 3) and count[fact["object"]] < 2 + (relation == "city_country"):
                 count[fact["object"]] += 1
                 facts.append(fact)
     facts += [{"relation": "toy", "subject": s, "object": o} for s, o in TOY_FACTS]
@@ -154,10 +154,19 @@ def test_rome_section_matches_edit_eval_and_restores_the_model(deeper_gpt2_dir, 
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = rome.RomeConfig(n_prefixes=2, prefix_tokens=4, steps=5, stats_samples=8)
     body, numbers = measure.rome_section(model, world, layer=0, n=3, fluency_tokens=4, rome_config=config,
-                                         progress=False)
+                                         layer_n=2, progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    (table,) = tables(body)
+    table, by_relation, by_layer = tables(body)
     assert [row[0] for row in table[1:]] == ["unedited", "ROME (layer 0)", "constrained fine-tuning"]
+    assert sum(int(row[1]) for row in by_relation[1:]) == 3
+    assert set(numbers["per_relation"]) == {row[0] for row in by_relation[1:]}
+    n_layers = interp.model_info(model).n_layers
+    layers = [str(k) for k in range(n_layers - 1)]
+    assert [row[0] for row in by_layer[1:]] == layers == [str(k) for k in numbers["per_layer"]]
+    # Layer 0 on the first 2 cases is what the first 2 cases of the main run did there.
+    first_two = edit_eval.evaluate(model, edit_eval.make_cases(world, 2, seed=0, split="test"), layer=0, config=config,
+                                   fluency_tokens=0, progress=False).summary().iloc[0]
+    assert numbers["per_layer"][0]["paraphrase"] == pytest.approx(float(first_two["post_paraphrase"]))
     assert numbers["n"] == 3 and numbers["layers_used"] == {0: 3}
     for row, method in zip(table[1:], ("unedited", "rome", "ft"), strict=True):
         assert row[1] == measure._pct(numbers[method]["efficacy"])
@@ -185,8 +194,8 @@ def test_probes_section_all_tasks(world_model, world):
     body, numbers = measure.probes_section(world_model, world)
     (table,) = tables(body)
     assert len(table[0]) == world_model.cfg.n_layers + 2
-    assert [row[0].split()[0] for row in table[1:]] == list(numbers) == ["city_country", "in_subject", "number",
-                                                                        "relation"]
+    assert [row[0].split(" (")[0] for row in table[1:]] == list(numbers) == [
+        "city_country", "city_country, min_subjects=2", "in_subject", "number", "relation"]
 
 
 def test_embeddings_section_scores_one_token_pairs(tiny_gpt2, world):

@@ -260,9 +260,11 @@ def rome_section(
     fluency_tokens: int = 30,
     rome_config: Any = None,
     ft_config: Any = None,
+    layer_n: int = 25,
     progress: bool = True,
 ) -> Section:
-    """The edit-eval table: unedited, ROME and constrained fine-tuning, as ``interp edit-eval`` measures them.
+    """The edit-eval table: unedited, ROME and constrained fine-tuning, as ``interp edit-eval`` measures them,
+    then ROME per relation, and ROME at every layer on the first ``layer_n`` cases.
 
     The unedited row is the ``pre_`` scores of the ROME run (the same cases scored before editing, which is
     what ``--method none`` reports).
@@ -277,6 +279,7 @@ def rome_section(
         fluency_tokens: Tokens sampled per fluency prompt (0 skips fluency).
         rome_config: :class:`interp.rome.RomeConfig` (default hyperparameters when ``None``).
         ft_config: :class:`interp.edit_eval.FinetuneConfig` (default when ``None``).
+        layer_n: Cases of the per-layer table (0 leaves it out); fluency is not measured there.
         progress: Show progress bars.
     """
     from interp import edit_eval
@@ -318,8 +321,25 @@ def rome_section(
     if any(errors.values()):
         text[-1] += (f" Edits refused (the model already answered the new object; left out of the means): "
                      f"ROME {errors['rome']}, fine-tuning {errors['ft']}.")
+    scores = ("efficacy", "paraphrase", "neighbourhood")
+    by_relation = results["rome"].summary(by="relation")
+    per_relation = {str(rel): {m: float(row[f"post_{m}"]) for m in scores} | {"n": int(row["n"])}
+                    for rel, row in by_relation.iterrows()}
+    text += ["", "ROME per relation (same cases):", "",
+             _table(["relation", "cases", *scores],
+                    [[rel, str(v["n"]), *(_pct(v[m]) for m in scores)] for rel, v in per_relation.items()])]
+    per_layer = {}
+    if layer_n:
+        few = edit_eval.make_cases(world, layer_n, seed=seed, split=split)
+        for candidate in range(model_info(model).n_layers - 1):  # the last block cannot reach the prediction
+            summary = edit_eval.evaluate(model, few, layer=candidate, config=rome_config, fluency_tokens=0,
+                                         progress=progress).summary().iloc[0]
+            per_layer[candidate] = {m: float(summary[f"post_{m}"]) for m in scores}
+        text += ["", f"ROME at each layer, first {len(few)} cases (`interp edit-eval --model {_model_arg(model)} "
+                     f"--n {layer_n}{split_arg} --layer L --seed {seed} --fluency-tokens 0`):", "",
+                 _table(["layer", *scores], [[str(k), *(_pct(v[m]) for m in scores)] for k, v in per_layer.items()])]
     numbers = {"n": len(cases), "split": split, "seed": seed, "layer": layer, "layers_used": dict(used),
-               "errors": errors, **table}
+               "errors": errors, **table, "per_relation": per_relation, "per_layer": per_layer}
     return "\n".join(text), numbers
 
 
@@ -338,8 +358,16 @@ def probes_section(model: Any, world: dict, *, site: str = "resid_post", seed: i
 
     info = model_info(model)
     rows, numbers = [], {}
-    for name in tasks or probes.TASKS:
-        report = probes.fit(model, probes.world_task(name, model, world=world, seed=seed), site=site, seed=seed)
+    # city_country is also measured with countries of two cities kept, so the card shows what a
+    # probe learnt from a single training city does (the task's default needs two, see probes.world_tasks).
+    runs = []  # (row name, task, options)
+    for task_name in tasks or probes.TASKS:
+        runs.append((task_name, task_name, {}))
+        if task_name == "city_country":
+            runs.append(("city_country, min_subjects=2", task_name, {"min_subjects": 2}))
+    for name, task_name, options in runs:
+        task = probes.world_task(task_name, model, world=world, seed=seed, **options)
+        report = probes.fit(model, task, site=site, seed=seed)
         control = report.control_accuracy
         selectivity = report.selectivity
         cells = [f"{_dec3(a)}/{_dec3(c)}/{_dec3(s)}" for a, c, s in zip(report.accuracy, control, selectivity,
@@ -351,7 +379,8 @@ def probes_section(model: Any, world: dict, *, site: str = "resid_post", seed: i
                          "majority": report.majority}
     text = [f"`interp probe --model {_model_arg(model)} --task T --site {site} --seed {seed}` "
             f"(`probes.fit(model, T)`; accuracy / control accuracy / selectivity per layer, peak = the layer of "
-            f"highest test accuracy):", "",
+            f"highest test accuracy; the `min_subjects=2` row is `--task city_country --min-subjects 2`, which "
+            f"also keeps countries with two cities, so that each of those is learnt from one training city):", "",
             _table(["task", *[f"L{layer}" for layer in range(info.n_layers)], "peak"], rows), "",
             "Peak accuracies: " + "; ".join(
                 f"{name} {_dec3(v['accuracy'][v['layers'].index(v['peak'])])} at layer {v['peak']} (selectivity "
