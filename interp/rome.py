@@ -530,7 +530,6 @@ def _optimise_delta(
     prompt_rows = [tokenize(model, t).tokens[0].tolist() for t in texts]
     rows = [r + target_ids[:-1] for r in prompt_rows] + [tokenize(model, kl_text).tokens[0].tolist()]
     tokens = _padded(rows, info.device).tokens
-    width = tokens.shape[1]
     keys = f"blocks.{layer}.mlp.hook_post"  # the projection's input does not depend on delta: read it once
     where = (capture(model, tokens, names=[keys])[keys].float() @ reader.to(info.device).float())[..., None]
     n_t = len(target_ids)

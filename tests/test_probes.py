@@ -285,7 +285,8 @@ def test_cli_probe_json_and_errors(tiny_llama_dir):
     assert text.exit_code == 0 and "best layer 1" in text.stdout
     bad = runner.invoke(app, ["probe", "--model", str(tiny_llama_dir), "--task", "colour"])
     assert bad.exit_code == 2 and "task='colour'" in bad.stderr
-    bad = runner.invoke(app, ["probe", "--model", str(tiny_llama_dir), "--task", "city_country", "--min-subjects", "1"])
+    args = ["probe", "--model", str(tiny_llama_dir), "--task", "city_country", "--min-subjects", "1"]
+    bad = runner.invoke(app, args)
     assert bad.exit_code == 2 and "min_subjects=1" in bad.stderr
 
 

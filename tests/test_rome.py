@@ -112,8 +112,10 @@ def test_reference_edit_flips_the_answer(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ref-gpt2", "ref-llama"])
 def test_reference_edits_meet_a_floor_of_the_targets(name):
-    """A loose floor on 25 test-split edits (CARD.md has the full 100-edit numbers): ROME edits generalise to
-    held-out wordings and mostly spare other subjects of the relation."""
+    """A loose floor on 25 test-split edits (CARD.md has the full 100-edit numbers).
+
+    ROME edits generalise to held-out wordings and mostly spare other subjects of the relation.
+    """
     from interp.edit_eval import evaluate, make_cases
     from interp.reference import load_world
 

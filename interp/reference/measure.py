@@ -263,9 +263,10 @@ def rome_section(
     layer_n: int = 25,
     progress: bool = True,
 ) -> Section:
-    """The edit-eval table: unedited, ROME and constrained fine-tuning, as ``interp edit-eval`` measures them,
-    then ROME per relation, and ROME at every layer on the first ``layer_n`` cases.
+    """The edit-eval table (unedited, ROME, constrained fine-tuning), ROME per relation, and ROME per layer.
 
+    The first table is what ``interp edit-eval`` measures; the per-layer one edits every layer but the last on
+    the first ``layer_n`` cases.
     The unedited row is the ``pre_`` scores of the ROME run (the same cases scored before editing, which is
     what ``--method none`` reports).
 
