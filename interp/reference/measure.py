@@ -266,7 +266,8 @@ def rome_section(
     """The edit-eval table (unedited, ROME, constrained fine-tuning), ROME per relation, and ROME per layer.
 
     The first table is what ``interp edit-eval`` measures; the per-layer one edits every layer but the last on
-    the first ``layer_n`` cases.
+    the first ``layer_n`` cases (at ``layer`` it reuses those cases' rows of the main run instead of editing again).
+
     The unedited row is the ``pre_`` scores of the ROME run (the same cases scored before editing, which is
     what ``--method none`` reports).
 
@@ -333,6 +334,10 @@ def rome_section(
     if layer_n:
         few = edit_eval.make_cases(world, layer_n, seed=seed, split=split)
         for candidate in range(model_info(model).n_layers - 1):  # the last block cannot reach the prediction
+            if candidate == layer:  # the main run's first cases are these cases, edited at this layer
+                frame = results["rome"].to_frame().head(len(few))
+                per_layer[candidate] = {m: float(frame[f"post_{m}"].mean()) for m in scores}
+                continue
             summary = edit_eval.evaluate(model, few, layer=candidate, config=rome_config, fluency_tokens=0,
                                          progress=progress).summary().iloc[0]
             per_layer[candidate] = {m: float(summary[f"post_{m}"]) for m in scores}
