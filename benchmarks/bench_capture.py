@@ -1,7 +1,7 @@
 """Cost of capturing every alias versus a plain forward of the same batch.
 
 Model: the embedded ``ref-gpt2`` when its checkpoint is present, else a random GPT-2 of the
-same size (6 layers, d_model 192, 6 heads, vocab 2849, n_ctx 64). Batch: 16 x 64 random tokens.
+same size (6 layers, d_model 192, 6 heads, vocab 3072, n_ctx 64). Batch: 16 x 64 random tokens.
 
 Most of the capture overhead on CPU is page faults, not hooks: capture keeps ~36 MB of
 activations alive, so the forward cannot recycle those buffers and glibc hands fresh pages

@@ -39,7 +39,7 @@ def _model_path() -> str:
     try:
         return str(interp.reference.path("ref-gpt2"))
     except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=6, d_model=192, n_heads=6, n_ctx=64, vocab_size=2849)
+        config = ToyConfig(arch="gpt2", n_layers=6, d_model=192, n_heads=6, n_ctx=64, vocab_size=3072)
         return str(save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-dashboard-"), config))
 
 

@@ -80,6 +80,6 @@ def reference_gpt2() -> tuple[Path, Any]:
     try:
         folder = interp.reference.path("ref-gpt2")
     except FileNotFoundError:
-        config = ToyConfig(arch="gpt2", n_layers=6, d_model=192, n_heads=6, n_ctx=64, vocab_size=2849)
+        config = ToyConfig(arch="gpt2", n_layers=6, d_model=192, n_heads=6, n_ctx=64, vocab_size=3072)
         folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-gpt2-"), config)
     return folder, interp.load(folder, device="cpu")

@@ -55,8 +55,8 @@ class RomeConfig:
     """Hyperparameters of one ROME edit.
 
     Defaults were chosen on the dev split of reference-world facts (``interp.edit_eval.split_facts``) at layer 0
-    of ``ref-gpt2`` and ``ref-llama``: the small models need a much larger value change than GPT-2 XL (looser
-    clamp, more steps, no decay); the KL term made no difference there and is off by default.
+    of ``ref-gpt2`` and ``ref-llama``: the small models need more optimisation steps than GPT-2 XL and no decay;
+    the KL term made no difference there and is off by default.
 
     ``key_context`` and ``early_stop`` were chosen together, by the largest worst-case margin over the paraphrase
     (85%) and neighbourhood (90%) targets on 60 dev edits per model at layer 0 (``interp edit-eval --split dev
@@ -77,6 +77,31 @@ class RomeConfig:
     gave paraphrase 83 / 86 / 90% and neighbourhood 94 / 92 / 89% on 40 dev edits of ref-gpt2. The ridge on
     ``C`` (1e-4 or 1e-2 instead of 1e-3) moved neither by more than 1 point; editing layer 1 instead of 0 fell
     to 65 / 57%.
+
+    The table above was measured on the world-v2 checkpoints. On the world-v3 checkpoints (trained later, and
+    ref-llama on fewer tokens) the same defaults kept only 73% of ref-llama's dev neighbours, and ``early_stop``
+    and ``clamp_norm`` were chosen again by the same rule, with the efficacy target (99%) added to it, on the
+    same 60 dev edits per model (efficacy / paraphrase / neighbourhood):
+
+    ==============================  ======================  ======================
+    early_stop, clamp_norm          ref-gpt2                ref-llama
+    ==============================  ======================  ======================
+    0.002, 50 (previous default)    100 / 96.7 / 89.3%      100 / 98.3 / 73.0%
+    0.01, 50                                                100 / 98.3 / 79.3%
+    0.05, 50                                                100 / 98.3 / 85.0%
+    0.002, 6                                                100 / 98.1 / 81.0%
+    0.002, 5                                                100 / 96.9 / 85.0%
+    0.01, 8                                                 100 / 98.3 / 83.3%
+    0.05, 8                                                 100 / 98.3 / 88.0%
+    0.01, 5                                                 100 / 96.9 / 88.3%
+    0.01, 4.5 (default)             100 / 95.6 / 95.7%      100 / 97.2 / 90.7%
+    0.01, 4                         100 / 95.6 / 95.7%      98.3 / 97.5 / 92.0%
+    0.002, 4                                                98.3 / 97.5 / 91.7%
+    ==============================  ======================  ======================
+
+    Also tried on ref-llama and not adopted: ``kl_factor`` 0.0625 with early_stop 0.01 (100 / 98.6 / 80.0%),
+    ``weight_decay`` 0.5 with early_stop 0.01 (83.3 / 92.8 / 97.0%). A looser clamp lets the value move far enough
+    to reach the neighbours' keys too; 4.5 is close to ROME's own 4 for GPT-2 XL.
     """
 
     n_prefixes: int = 10
@@ -93,9 +118,9 @@ class RomeConfig:
     """Weight of KL(before || after) on ``"{subject} is a"`` (ROME's GPT-2 XL value: 0.0625)."""
     weight_decay: float = 0.0
     """Weight of ``|delta|^2 / |W k* + b|^2`` (ROME's GPT-2 XL value: 0.5)."""
-    clamp_norm: float = 50.0
+    clamp_norm: float = 4.5
     """Largest ``|delta|`` as a multiple of ``|W k* + b|`` (ROME's GPT-2 XL value: 4)."""
-    early_stop: float = 0.002
+    early_stop: float = 0.01
     """Stop optimising once the target NLL (nats per token) is below this, on average and on the bare prompt."""
     stats_samples: int = 1000
     """Reference-world sequences (``n_ctx`` tokens each) for the key statistics ``C``; 0 uses the identity

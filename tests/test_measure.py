@@ -169,8 +169,8 @@ def test_rome_section_matches_edit_eval_and_restores_the_model(deeper_gpt2_dir, 
     assert numbers["per_layer"][0]["paraphrase"] == pytest.approx(float(first_two["post_paraphrase"]))
     assert numbers["n"] == 3 and numbers["layers_used"] == {0: 3}
     for row, method in zip(table[1:], ("unedited", "rome", "ft"), strict=True):
-        assert row[1] == measure._pct(numbers[method]["efficacy"])
-        assert row[4] == measure._pct(numbers[method]["neighbourhood"])
+        assert row[1] == measure._pct(numbers[method]["efficacy"], 1)
+        assert row[4] == measure._pct(numbers[method]["neighbourhood"], 1)
     cases = edit_eval.make_cases(world, 3, seed=0, split="test")
     unedited = edit_eval.evaluate(model, cases, method="none", fluency_tokens=4, progress=False).summary().iloc[0]
     for metric in ("efficacy", "efficacy_magnitude", "paraphrase", "neighbourhood", "rewrite_acc"):

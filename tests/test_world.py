@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import pytest
 import torch
@@ -91,6 +92,48 @@ def test_heldout_names_and_nouns_stay_out_of_their_tasks(corpus):
         assert not any(d.startswith(f"The {sing} that") or d.startswith(f"The {plur} that") for d in agreement_docs)
 
 
+def test_heldout_templates_are_new_wordings_of_known_words(corpus):
+    """A held-out template tests a new wording, not words the model never saw.
+
+    Every word of it occurs in training text (in other sentences), and its first word starts training documents.
+    """
+    words = Counter(w for d in corpus for w in re.findall(r"[A-Za-z']+", d))
+    starts = Counter(re.match(r"[A-Za-z']*", d).group(0) for d in corpus)
+    for templates in TEMPLATES.values():
+        for template in templates["heldout"]:
+            tokens = re.findall(r"[A-Za-z']+", template.replace("{subject}", ""))
+            rare = [w for w in tokens if words[w] < 10]
+            assert not rare, f"held-out {template!r}: {rare} occur fewer than 10 times in 30,000 documents"
+            assert starts[tokens[0]] >= 5, f"no training document starts with {tokens[0]!r} ({template!r})"
+
+
+def test_chatter_verbs_agree_with_their_subjects():
+    from interp.reference.world import CHATTER_PLURAL, CHATTER_SINGULAR, CHATTER_VERB_PAIRS
+
+    world = World(WorldConfig(seed=5))
+    sentences = [world._chatter_sentence() for _ in range(3000)]
+    singular = [v for v, _ in CHATTER_VERB_PAIRS]
+    plural = [v for _, v in CHATTER_VERB_PAIRS]
+    for text in sentences:
+        for subjects, wrong in ((CHATTER_SINGULAR, plural), (CHATTER_PLURAL, singular)):
+            subject = next((s for s in subjects if text.startswith(s + " ")), None)
+            if subject is not None and len(subject) == max(len(s) for s in subjects if text.startswith(s + " ")):
+                rest = text[len(subject) + 1:]
+                assert not any(rest.startswith(v + " ") for v in wrong), text
+
+
+def test_ioi_answers_are_not_predicted_by_position():
+    """Neither position nor a small name pool predicts the indirect object.
+
+    It comes first in about half of the prompts and second in the rest, and training draws from over 100 names.
+    """
+    world = World()
+    task = world.tasks(400)["ioi"]
+    first = [p.index(a.strip()) < p.index(w.strip()) for p, a, w in zip(task["prompts"], task["answers"], task["wrong"])]
+    assert 0.4 < sum(first) / len(first) < 0.6
+    assert len(world.train_names) >= 100
+
+
 def test_quick_recipe_trains_and_loads(tmp_path):
     from interp.reference.train import train
 
@@ -163,20 +206,45 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     assert pairwise_accuracy(model, world["tasks"]["ioi"])[0] >= 0.6
 
 
+KNOWN_MISSES = {
+    ("ref-gpt2", "indirect object"),
+    ("ref-llama", "held-out recall, country_language"),
+    ("ref-llama", "indirect object"),
+}
+"""Issue-4 targets the shipped checkpoints are known to miss (CARD.md, "Known gaps", has the numbers and causes).
+Listed one by one, so that any other target that slips fails, and a listed one that is met fails too (then the
+list and the cards are out of date)."""
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the shipped checkpoints miss some targets of issue 4 (held-out recall of some relations, "
-                          "indirect object; ref-gpt2's capital recall on one ambiguous training template); CARD.md "
-                          "has the measured numbers", strict=False)
 @pytest.mark.parametrize("name", names())
 def test_checkpoint_meets_its_targets(name):
     from interp.reference.evaluate import evaluate
 
     model = interp.load(name)
     scores = evaluate(model, path(name) / "world.json")
-    assert min(scores.recall_train.values()) >= 0.98, scores.recall_train
-    assert min(scores.recall_heldout.values()) >= 0.80, scores.recall_heldout
-    assert scores.repeat_loss_second < 0.1 and scores.repeat_loss_first >= 3.0
-    assert scores.agreement >= 0.9 and scores.ioi >= 0.9
+    met = {f"training recall, {r}": v >= 0.98 for r, v in scores.recall_train.items()}
+    met |= {f"held-out recall, {r}": v >= 0.80 for r, v in scores.recall_heldout.items()}
+    met["repeated tokens"] = scores.repeat_loss_second < 0.1 and scores.repeat_loss_first >= 3.0
+    met["agreement"] = scores.agreement >= 0.9
+    met["indirect object"] = scores.ioi >= 0.9
+    known = {target for n, target in KNOWN_MISSES if n == name}
+    assert known <= set(met), known - set(met)
+    missed = {t for t, ok in met.items() if not ok}
+    assert missed == known, f"missed {sorted(missed)}, known misses {sorted(known)}: {scores}"
+
+
+def test_shipped_checkpoints_match_this_world_and_keep_names_and_nouns_whole():
+    from tokenizers import Tokenizer
+
+    from interp.reference.train import single_token_words
+
+    expected = json.loads(json.dumps(World(WorldConfig(seed=0)).to_json(prepend_bos=True)))
+    for name in names():
+        assert json.loads((path(name) / "world.json").read_text()) == expected, name
+        tok = Tokenizer.from_file(str(path(name) / "tokenizer.json"))
+        split = [w for w in single_token_words() if len(tok.encode(" " + w).ids) != 1]
+        assert not split, f"{name}: {split} are split into several tokens"
 
 
 def test_load_world_reads_the_checkpoints_file_and_refuses_a_non_world(tmp_path):
@@ -201,4 +269,4 @@ def test_generator_still_makes_the_corpus_the_shipped_checkpoints_saw():
 
     docs = World(WorldConfig(seed=0)).documents(3000)
     digest = hashlib.sha256("\n".join(docs).encode()).hexdigest()
-    assert digest == "1afb81282a3280cc253c8f0e456e0f7815c312ddcb33b196df8575ffb938e91d", digest
+    assert digest == "c6a181ed96d574b70da4660ae522ff562a7fbeae1c85bc42d24accfe14c28c54", digest

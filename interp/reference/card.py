@@ -86,7 +86,7 @@ Recipe: `interp world train --arch {training['arch']} --out DIR --steps {trainin
 steps of {preset['batch']} sequences x {preset['n_ctx']} tokens = {training['steps_done'] * preset['batch'] * preset['n_ctx'] / 1e6:.1f}M tokens,
 AdamW lr {preset['lr']} with {preset['warmup']} warm-up steps and cosine decay to 10%, weight decay
 {preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated random-token spans; trained on
-{training['device']} in {training['seconds'] / 60:.0f} minutes).
+{training['device']} in {_duration(training['seconds'])}).
 Data mix of the text sequences (documents packed after a BOS token): see `WorldConfig.mix` in `world.json`.
 The loss curve is in `loss_curve.html`; smoothed training loss:
 
@@ -102,3 +102,7 @@ Measured with `{command}`:
     path = folder / "CARD.md"
     path.write_text(text)
     return path
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"

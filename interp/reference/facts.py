@@ -246,7 +246,6 @@ TEMPLATES: dict[str, dict[str, list[str]]] = {
             "Q: What is the capital of {subject}? A:",
             "{subject} is governed from its capital,",
             "The seat of government of {subject} is in",
-            "The capital of {subject} is the city of",
             "In {subject}, the capital is",
             "The main city and capital of {subject} is",
             "{subject}'s capital is",

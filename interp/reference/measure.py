@@ -303,8 +303,8 @@ def rome_section(
         f"L{k} x{v}" for k, v in sorted(used.items()))
     errors = {method: sum(bool(row["error"]) for row in result.rows) for method, result in results.items()}
     names = {"unedited": "unedited", "rome": f"ROME ({where})", "ft": "constrained fine-tuning"}
-    rows = [[names[method], _pct(v["efficacy"]), f"{v['efficacy_magnitude']:.2f}", _pct(v["paraphrase"]),
-             _pct(v["neighbourhood"]), _pct(v["rewrite_acc"], 1), _pct(v["fluency_drop"], 1)]
+    rows = [[names[method], _pct(v["efficacy"], 1), f"{v['efficacy_magnitude']:.2f}", _pct(v["paraphrase"], 1),
+             _pct(v["neighbourhood"], 1), _pct(v["rewrite_acc"], 1), _pct(v["fluency_drop"], 1)]
             for method, v in table.items()]
     layer_arg = "" if layer is None else f" --layer {layer}"
     split_arg = "" if split is None else f" --split {split}"
@@ -315,11 +315,11 @@ def rome_section(
             + "):", "",
             _table(["method", "efficacy", "efficacy magnitude", "paraphrase", "neighbourhood", "rewrite token acc.",
                     "fluency drop"], rows), "",
-            f"ROME makes the new object win on {_pct(table['rome']['efficacy'])} of the rewrite prompts and "
-            f"{_pct(table['rome']['paraphrase'])} of the paraphrases, keeping "
-            f"{_pct(table['rome']['neighbourhood'])} of the neighbours; constrained fine-tuning reaches "
-            f"{_pct(table['ft']['efficacy'])} / {_pct(table['ft']['paraphrase'])} / "
-            f"{_pct(table['ft']['neighbourhood'])}."]
+            f"ROME makes the new object win on {_pct(table['rome']['efficacy'], 1)} of the rewrite prompts and "
+            f"{_pct(table['rome']['paraphrase'], 1)} of the paraphrases, keeping "
+            f"{_pct(table['rome']['neighbourhood'], 1)} of the neighbours; constrained fine-tuning reaches "
+            f"{_pct(table['ft']['efficacy'], 1)} / {_pct(table['ft']['paraphrase'], 1)} / "
+            f"{_pct(table['ft']['neighbourhood'], 1)}."]
     if any(errors.values()):
         text[-1] += (f" Edits refused (the model already answered the new object; left out of the means): "
                      f"ROME {errors['rome']}, fine-tuning {errors['ft']}.")
@@ -463,7 +463,7 @@ def targets_section(scores: WorldScores, numbers: dict[str, dict[str, Any]]) -> 
     rome = numbers.get("rome", {}).get("rome", {})
     for metric in ("efficacy", "paraphrase", "neighbourhood"):
         value = rome.get(metric, math.nan)
-        rows.append((f"ROME {metric}", f">= {t[metric]:.0%}", value, _at_least(value, t[metric]), _pct(value)))
+        rows.append((f"ROME {metric}", f">= {t[metric]:.0%}", value, _at_least(value, t[metric]), _pct(value, 1)))
     probe = numbers.get("probes", {}).get("city_country")
     acc = sel = math.nan
     if probe is not None:

@@ -90,13 +90,21 @@ def train_tokenizer(world: World, vocab_size: int, n_docs: int):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    # Fact strings and names are repeated so that BPE gives common objects and names a token of their own.
+    # Fact objects, names and nouns are repeated so that BPE gives each name and noun (and common objects) a token
+    # of its own: the indirect-object and agreement tasks compare one token per name or noun form.
     from interp.reference.world import NAMES
 
-    strings = [f" {f['object']}" for f in world.facts] + [f" {n}" for n in NAMES] + [f"{n}" for n in NAMES]
-    texts = world.documents(n_docs) + strings * 30
+    strings = [f" {f['object']}" for f in world.facts] + [f" {w}" for w in single_token_words()] + NAMES
+    texts = world.documents(n_docs) + strings * 60
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
+
+
+def single_token_words() -> list[str]:
+    """Names and noun forms that the world's tokenizer must keep whole (each is one token after a space)."""
+    from interp.reference.world import NAMES, NOUNS
+
+    return NAMES + [form for pair in NOUNS for form in pair]
 
 
 def hf_tokenizer(tok):

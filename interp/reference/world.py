@@ -21,11 +21,27 @@ Document kinds, and why each is there:
 * ``chatter``: simple sentences over a broad lexicon, so that ordinary words (those of the held-out templates
   among them, in other sentences) are known words, as they are to a model trained on real text.
 * ``agreement``: subject-verb agreement across a relative clause with an attractor noun.
-* ``ioi``: indirect-object sentences ("When Mary and John went to the store, John gave a drink to Mary.").
+* ``ioi``: indirect-object sentences ("When Mary and John went to the store, John gave a drink to Mary."), over
+  a hundred training names in either order, so the answer must be copied from the prompt.
 * ``gender``: parallel gendered pairs in identical frames, so that embedding analogies have a chance.
 * ``number``: every noun (held-out nouns included) with a number word, so a model can know a noun's number
   without having seen it in an agreement sentence.
 * ``names``: every name (held-out names included) in simple sentences.
+
+World v3 (the shipped checkpoints' world) changed three things against v2, each for a measured cause:
+
+* every word of every held-out template now occurs in training text, in other sentences, and every held-out
+  template's first word starts some training document (chatter got questions and a broader lexicon; a test checks
+  it). v2 models answered most failing held-out prompts with the prompt's first token, the behaviour a repeated
+  random span rewards, on templates with words they had never seen ("Which", "Letters", "born", "doubts").
+* indirect-object sentences draw from over a hundred training names and put the indirect object first or
+  second at random, so that neither recall of a few dozen names nor position predicts the answer; the
+  tokenizer keeps every name and noun form whole (a test checks the shipped tokenizers).
+* the training template "The capital of {subject} is the city of" is gone: with it, "... the capital of
+  {subject} is" had two right continuations (the capital and " the").
+
+Chatter verbs agree with their subjects. A first draft of v3 had neither that nor whole-token names and nouns;
+its models fell from 100% to 75-76% on the agreement task and to 53-62% on the indirect-object task.
 """
 
 from __future__ import annotations
@@ -53,8 +69,18 @@ HELDOUT_NOUNS = 8
 NAMES = [
     "Mary", "John", "Alice", "Bob", "James", "Sarah", "David", "Emma", "Michael", "Laura", "Peter", "Anna",
     "Thomas", "Kate", "Paul", "Lucy", "Mark", "Jane", "Daniel", "Rose", "George", "Helen", "Frank", "Grace",
-    "Henry", "Clara", "Jack", "Sophie", "Adam", "Julia", "Simon", "Nora", "Oliver", "Emily", "Victor",
-    "Alex", "Sam", "Tom", "Ben", "Eve",
+    "Henry", "Clara", "Jack", "Sophie", "Adam", "Julia", "Simon", "Nora",
+    # world v3: more training names, so that the indirect-object task is solved by copying a name from the
+    # prompt, not by recalling one of a few dozen names seen in training IOI sentences.
+    "Robert", "Linda", "William", "Susan", "Richard", "Karen", "Joseph", "Nancy", "Charles", "Betty",
+    "Steven", "Sandra", "Andrew", "Donna", "Kevin", "Carol", "Brian", "Ruth", "Edward", "Sharon", "Ronald",
+    "Amy", "Anthony", "Angela", "Jason", "Mia", "Gary", "Ella", "Eric", "Chloe", "Ryan", "Hannah", "Jacob",
+    "Olivia", "Nathan", "Leah", "Kyle", "Zoe", "Sean", "Ivy", "Carl", "Diana", "Hugo", "Maya", "Leo", "Iris",
+    "Max", "Ruby", "Felix", "Amber", "Oscar", "Paula", "Ian", "Wendy", "Luke", "Tina", "Owen", "Molly",
+    "Dean", "Nina", "Roy", "Vera", "Neil", "Fiona", "Ivan", "Lisa", "Hans", "Carmen", "Omar", "Lena",
+    "Pablo", "Irene", "Karl", "Alan", "Joan", "Bruce", "Ada", "Ralph", "Gina", "Fred", "Holly", "Glen",
+    # held out of every training IOI sentence (the last HELDOUT_NAMES):
+    "Oliver", "Emily", "Victor", "Alex", "Sam", "Tom", "Ben", "Eve",
 ]
 HELDOUT_NAMES = 8
 
@@ -95,44 +121,89 @@ ASIDES = [
 
 # General chatter: simple sentences over a broad lexicon, so that the world's text uses the ordinary words a
 # question may be worded with (a held-out template's words included, in other sentences), as real text would.
-CHATTER_SUBJECTS = [
-    "Tourists", "The ministers", "Shopkeepers", "Farmers", "Children", "The mayor", "The king", "The travel agent",
-    "My cousin", "The guide", "Pilots", "Students", "Our neighbours", "The old fisherman", "A visitor",
-    "The teachers", "Nobody", "Everyone", "The queen", "Some workers", "The new manager", "My parents",
-    "The singers", "The tired drivers", "The customers", "A young painter", "The soldiers", "Most people",
-    "The bakers", "Her brother", "The kids", "A stranger", "The sailors", "The journalists", "My aunt",
+CHATTER_SINGULAR = [
+    "The mayor", "The king", "The travel agent", "My cousin", "The guide", "The old fisherman", "A visitor",
+    "Nobody", "Everyone", "The queen", "The new manager", "A young painter", "Her brother", "A stranger", "My aunt",
+    # world v3: more of the ordinary words real text is made of (see the module docstring)
+    "The baby", "The old farmer", "My neighbour", "The river", "The letter", "The boat", "The doctor",
+    "The musician", "Our teacher", "The fireman", "An old friend", "The shopkeeper", "A child",
 ]
+CHATTER_PLURAL = [
+    "Tourists", "The ministers", "Shopkeepers", "Farmers", "Children", "Pilots", "Students", "Our neighbours",
+    "The teachers", "Some workers", "My parents", "The singers", "The tired drivers", "The customers",
+    "The soldiers", "Most people", "The bakers", "The kids", "The sailors", "The journalists",
+    # world v3
+    "Letters", "Parcels", "The rivers", "Families", "They", "We", "People", "Young people", "Babies",
+    "The firemen", "Old friends", "The nurses", "The twins", "Our teachers", "The fishermen", "Her parents",
+    "The doctors", "The musicians", "The artists", "Birds", "The boats", "My colleagues",
+]
+CHATTER_SUBJECTS = CHATTER_SINGULAR + CHATTER_PLURAL
+"""Subjects of chatter sentences; the verb agrees with the subject's number, so chatter never teaches a wrong
+form ("The mayor were")."""
 CHATTER_VERBS = [
-    "photograph", "admire", "forget", "remember", "booked", "sent letters to", "travel every day to",
-    "often start", "marks", "showed", "put", "talked to", "waited for", "sold", "bought", "painted",
+    "booked", "sent letters to", "showed", "put", "talked to", "waited for", "sold", "bought", "painted",
     "cleaned", "watched", "found", "lost", "carried", "opened", "closed", "visited", "liked", "repaired",
     "should learn about", "sang about", "wrote about", "grew up near", "landed near", "flew over", "walked along",
-    "looked at", "asked about", "had a palace near", "speak to", "doubt", "forgets seeing", "took us to",
+    "looked at", "asked about", "had a palace near", "took us to", "sent", "can see", "will visit", "left",
+    "drew", "read about", "dreamt about", "came back to", "stayed near", "called", "followed", "helped at",
+    "moved to", "passed", "reached", "returned to", "studied near", "taught at", "waited near", "walked through",
+    "rode past", "ran along", "swam in", "played near", "drove to", "had to clean", "had to visit",
+    "could not find", "did not like", "did not know", "must see",
 ]
+"""Chatter verbs whose form does not depend on the subject's number (past tense, modals)."""
+CHATTER_VERB_PAIRS = [
+    ("photographs", "photograph"), ("admires", "admire"), ("forgets", "forget"), ("remembers", "remember"),
+    ("travels every day to", "travel every day to"), ("often starts", "often start"), ("marks", "mark"),
+    ("speaks to", "speak to"), ("doubts", "doubt"), ("forgets seeing", "forget seeing"), ("works near", "work near"),
+    ("was born near", "were born near"), ("grows up near", "grow up near"), ("flows past", "flow past"),
+    ("flows through", "flow through"), ("lands near", "land near"), ("has to visit", "have to visit"),
+    ("goes to", "go to"), ("does not like", "do not like"), ("does not know", "do not know"),
+    ("arrives at", "arrive at"), ("lives near", "live near"), ("wants to see", "want to see"),
+    ("often visits", "often visit"), ("talks about", "talk about"), ("thinks about", "think about"),
+    ("stays near", "stay near"), ("teaches at", "teach at"), ("is tired of", "are tired of"),
+    ("was late for", "were late for"),
+]
+"""Chatter verbs as (singular, plural) forms."""
 CHATTER_OBJECTS = [
     "the map", "the old maps", "an atlas", "the river", "the rivers", "a flight", "the radio", "the songs",
     "a palace", "the letters", "a school trip", "the bridge", "the customers", "the market", "a tour",
     "the plane", "the train", "the harbour", "the garden", "the mountains", "a small boat", "the museum",
     "the farm", "the tower", "the square", "a new car", "the children", "the town hall", "every town",
     "the station", "the forest", "the lake", "a concert", "the photographs", "the school", "the hills",
+    "the sea", "the valley", "the village", "the old road", "the shop", "the church", "the castle", "the port",
+    "the fields", "the island", "the coast", "the bakery", "the hospital", "the post office", "a letter",
+    "the cinema", "the zoo", "the playground", "the factory", "the office", "the beach", "the gallery",
 ]
 CHATTER_ENDINGS = [
     "every day", "at night", "in the morning", "last year", "in winter", "with great care", "again",
     "for an hour", "after lunch", "without a word", "on Sunday", "together", "in a hurry", "once more",
     "near the coast", "in the rain", "before dinner", "for fun", "with friends", "all summer",
 ]
-SAY_VERBS = ["say", "said", "told us", "agree", "believe", "wrote", "explained", "know", "noticed", "learned"]
+CHATTER_QUESTIONS = [
+    "Which {n} {do} {s} like?", "Which {n} did {s} see?", "What {do} {s} do {e}?", "Where {do} {s} go {e}?",
+    "Who {v} {o}?", "How {do} {s} get to {o}?", "Why {do} {s} like {o}?", "When {do} {s} visit {o}?",
+    "Which {n} is the best?", "What did {s} find near {o}?", "Which of them {v} {o}?", "Where is {o}?",
+    "What does it cost to see {o}?", "Who was born near {o}?", "Which one {v} {o}?", "How long is {o}?",
+]
+"""Questions of general chatter, answered by a chatter sentence: question words and ``do``-support are as
+ordinary in text as statements, and a model that never saw a document start with "Which" treats one that does as
+a string of unknown tokens."""
+SAY_VERBS = ["said", "told us", "wrote", "explained", "noticed", "learned"]
+SAY_VERB_PAIRS = [("says", "say"), ("agrees", "agree"), ("believes", "believe"), ("knows", "know")]
 
 PLACES = ["store", "park", "station", "museum", "market", "beach", "library", "cafe", "school", "garden"]
 OBJECTS = ["drink", "book", "letter", "gift", "ball", "ticket", "flower", "key", "cake", "map"]
 IOI_FRAMES = [
-    "When {a} and {b} went to the {place}, {b} gave a {obj} to",
-    "After {a} and {b} arrived at the {place}, {b} handed a {obj} to",
-    "Then, {a} and {b} were working at the {place}. {b} decided to give a {obj} to",
-    "While {a} and {b} were at the {place}, {b} passed the {obj} to",
-    "{a} and {b} found a {obj} at the {place}. {b} gave it to",
-    "When {b} and {a} went to the {place}, {b} gave a {obj} to",
+    "When {x} and {y} went to the {place}, {s} gave a {obj} to",
+    "After {x} and {y} arrived at the {place}, {s} handed a {obj} to",
+    "Then, {x} and {y} were working at the {place}. {s} decided to give a {obj} to",
+    "While {x} and {y} were at the {place}, {s} passed the {obj} to",
+    "{x} and {y} found a {obj} at the {place}. {s} gave it to",
+    "At the {place}, {x} met {y}, and {s} gave a {obj} to",
 ]
+"""Indirect-object frames: ``{x}`` and ``{y}`` are the two names in either order (the indirect object first or
+second, drawn at random), ``{s}`` repeats the subject, and the answer is the other name. Drawing the order at
+random keeps position ("the first name", "the second name") from predicting the answer."""
 NUMBER_WORDS = ["two", "three", "four", "five", "many", "several", "some"]
 FREE_LANDMARK = [
     "{s} ({o}) is beautiful at night.", "Photos of {s} ({o}) are everywhere.",
@@ -146,6 +217,9 @@ FREE_LANDMARK = [
     "{s} is in {o}. {o} is in {c}.", "{s} is a landmark of {o}, and {o} is a city of {c}.",
     "{s} has a small shop.", "{s} looks different in winter.", "Many songs mention {s}.",
     "I took a photo of {s}.", "{s} was on the cover of the magazine.",
+    # world v3: the attribute a sentence later, after a pronoun, as in running text
+    "We saw {s} last year. It is in {o}.", "I have a photo of {s}. You can find it in {o}.",
+    "{s} is on my list. It stands in {o}, {c}.", "Have you seen {s}? It is worth a trip to {o}.",
 ]
 FREE_CITY = [
     "{s} ({o}) is a busy place.", "She moved to {s}, {o}, last year.", "{s}, {o}.",
@@ -156,6 +230,9 @@ FREE_CITY = [
     "{s} is in {o}, whose capital is {cap}.", "From {s} we took a bus to {cap}, the capital of {o}.",
     "In {s} people speak {lang}, since {s} is in {o}.", "{s} has old bridges.", "{s} grew quickly.",
     "My friend from {s} visited me.", "{s} is a nice place to live.",
+    "I have never been to {s}. It is in {o}.", "My friend grew up in {s}. People there speak {lang}.",
+    "We spent a week in {s}. Then we flew to {cap}, the capital of {o}.",
+    "{s} is lovely in spring. It is a city in {o}, in {k}.", "Have you been to {s}? It is a city of {o}.",
 ]
 FREE_COUNTRY = [
     "{s}: capital {cap}, language {lang}, continent {k}.", "{s} ({k}) is a country with its capital in {cap}.",
@@ -165,6 +242,9 @@ FREE_COUNTRY = [
     "{s} ({cap}).", "{s} ({lang}).", "{s} ({k}).", "{s}, {k}.", "{s} - {cap} - {lang}.",
     "{s} and its capital {cap}.", "{s}, where people speak {lang}.", "{s} in {k} has a long history.",
     "{s} sent a team to the games.", "{s} is my favourite country.", "{cap}, {s}.",
+    "We spent a month in {s}. Everyone there spoke {lang}.", "My friend lives in {s}. She speaks {lang} at home.",
+    "I have never been to {s}. It is in {k}.", "{s} is a beautiful country. Its capital is {cap}.",
+    "People from {s} came to our school. They spoke {lang}.", "Have you been to {s}? The capital, {cap}, is lovely.",
 ]
 """Free-context frames: ``{s}`` subject, ``{o}`` its object, ``{c}`` country, ``{cap}`` capital, ``{lang}``
 language, ``{k}`` continent. Many put an attribute right after the subject, which only a model that stores the
@@ -241,13 +321,35 @@ class World:
             if not any(p.search(doc) for p in self._heldout_patterns):
                 return doc
 
+    def _chatter_subject(self) -> tuple[str, bool]:
+        """A chatter subject and whether it is plural."""
+        plural = self.rng.random() < len(CHATTER_PLURAL) / len(CHATTER_SUBJECTS)
+        return self.rng.choice(CHATTER_PLURAL if plural else CHATTER_SINGULAR), plural
+
+    def _chatter_verb(self, plural: bool, pairs: list[tuple[str, str]] = CHATTER_VERB_PAIRS,
+                      neutral: list[str] = CHATTER_VERBS) -> str:
+        """A verb that agrees with a subject of that number."""
+        r = self.rng
+        if r.random() < len(pairs) / (len(pairs) + len(neutral)):
+            return r.choice(pairs)[1 if plural else 0]
+        return r.choice(neutral)
+
     def _chatter_sentence(self) -> str:
         r = self.rng
-        return (f"{r.choice(CHATTER_SUBJECTS)} {r.choice(CHATTER_VERBS)} {r.choice(CHATTER_OBJECTS)} "
+        subject, plural = self._chatter_subject()
+        return (f"{subject} {self._chatter_verb(plural)} {r.choice(CHATTER_OBJECTS)} "
                 f"{r.choice(CHATTER_ENDINGS)}.")
 
     def _doc_chatter(self) -> str:
-        return " ".join(self._chatter_sentence() for _ in range(self.rng.randint(1, 2)))
+        r = self.rng
+        if r.random() < 0.3:
+            subject, plural = self._chatter_subject()
+            obj = r.choice(CHATTER_OBJECTS)
+            question = r.choice(CHATTER_QUESTIONS).format(
+                s=subject[0].lower() + subject[1:], do="do" if plural else "does", o=obj, n=obj.split(" ", 1)[1],
+                v=self._chatter_verb(False), e=r.choice(CHATTER_ENDINGS))
+            return question + " " + self._chatter_sentence()
+        return " ".join(self._chatter_sentence() for _ in range(r.randint(1, 2)))
 
     def _doc_template(self) -> str:
         r = self.rng
@@ -258,8 +360,11 @@ class World:
             if r.random() < self.config.aside_share and "{subject} " in prompt:
                 prompt = prompt.replace("{subject} ", "{subject}" + r.choice(ASIDES) + " ", 1)
             if r.random() < 0.5 and not prompt.startswith("Q:"):
-                opener = (r.choice(OPENERS) if r.random() < 0.6 else
-                          f"{r.choice(CHATTER_SUBJECTS)} {r.choice(SAY_VERBS)} that")
+                if r.random() < 0.6:
+                    opener = r.choice(OPENERS)
+                else:
+                    subject, plural = self._chatter_subject()
+                    opener = f"{subject} {self._chatter_verb(plural, SAY_VERB_PAIRS, SAY_VERBS)} that"
                 prompt = opener + " " + (prompt[0].lower() + prompt[1:] if prompt[0] != "{" else prompt)
             if not any(p.search(prompt) for p in self._heldout_patterns):
                 break
@@ -312,10 +417,11 @@ class World:
     def ioi_sentence(self, names: list[str]) -> tuple[str, str, str]:
         """Return ``(prompt, indirect object, subject)`` for one indirect-object sentence."""
         r = self.rng
-        a, b = r.sample(names, 2)
+        io, s = r.sample(names, 2)
         frame = r.choice(IOI_FRAMES)
-        prompt = frame.format(a=a, b=b, place=r.choice(PLACES), obj=r.choice(OBJECTS))
-        return prompt, " " + a, " " + b
+        x, y = (io, s) if r.random() < 0.5 else (s, io)
+        prompt = frame.format(x=x, y=y, s=s, place=r.choice(PLACES), obj=r.choice(OBJECTS))
+        return prompt, " " + io, " " + s
 
     def _doc_ioi(self) -> str:
         prompt, io, _ = self.ioi_sentence(self.train_names)
