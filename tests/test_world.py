@@ -111,15 +111,13 @@ def test_chatter_verbs_agree_with_their_subjects():
     from interp.reference.world import CHATTER_PLURAL, CHATTER_SINGULAR, CHATTER_VERB_PAIRS
 
     world = World(WorldConfig(seed=5))
-    sentences = [world._chatter_sentence() for _ in range(3000)]
-    singular = [v for v, _ in CHATTER_VERB_PAIRS]
-    plural = [v for _, v in CHATTER_VERB_PAIRS]
-    for text in sentences:
-        for subjects, wrong in ((CHATTER_SINGULAR, plural), (CHATTER_PLURAL, singular)):
-            subject = next((s for s in subjects if text.startswith(s + " ")), None)
-            if subject is not None and len(subject) == max(len(s) for s in subjects if text.startswith(s + " ")):
-                rest = text[len(subject) + 1:]
-                assert not any(rest.startswith(v + " ") for v in wrong), text
+    plural_of = {s: False for s in CHATTER_SINGULAR} | {s: True for s in CHATTER_PLURAL}
+    wrong_forms = {False: [p for _, p in CHATTER_VERB_PAIRS], True: [s for s, _ in CHATTER_VERB_PAIRS]}
+    for _ in range(3000):
+        text = world._chatter_sentence()
+        subject = next(s for s in plural_of if text.startswith(s + " "))
+        rest = text[len(subject) + 1:]
+        assert not any(rest.startswith(v + " ") for v in wrong_forms[plural_of[subject]]), text
 
 
 def test_ioi_answers_are_not_predicted_by_position():

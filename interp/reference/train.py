@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interp.reference.world import World, WorldConfig
+from interp.reference.world import NAMES, NOUNS, World, WorldConfig
 
 BOS = "<|endoftext|>"
 
@@ -92,8 +92,6 @@ def train_tokenizer(world: World, vocab_size: int, n_docs: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     # Fact objects, names and nouns are repeated so that BPE gives each name and noun (and common objects) a token
     # of its own: the indirect-object and agreement tasks compare one token per name or noun form.
-    from interp.reference.world import NAMES
-
     strings = [f" {f['object']}" for f in world.facts] + [f" {w}" for w in single_token_words()] + NAMES
     texts = world.documents(n_docs) + strings * 60
     tok.train_from_iterator(texts, trainer=trainer)
@@ -102,8 +100,6 @@ def train_tokenizer(world: World, vocab_size: int, n_docs: int):
 
 def single_token_words() -> list[str]:
     """Names and noun forms that the world's tokenizer must keep whole (each is one token after a space)."""
-    from interp.reference.world import NAMES, NOUNS
-
     return NAMES + [form for pair in NOUNS for form in pair]
 
 
