@@ -132,6 +132,12 @@ def world_train(
     workers: Annotated[int, typer.Option(help="Data-loader processes (0: draw batches in this process).")] = 0,
     budget: Annotated[float | None, typer.Option(
         help="Seconds for the optimisation loop: the first steps' speed fixes the step count.")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="Continue training this checkpoint (its weights and tokenizer) instead of a new model.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the preset's peak learning rate.")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Override the preset's warm-up steps.")] = None,
+    data_seed: Annotated[int | None, typer.Option(
+        help="Seed of the batch stream (default: --seed); give a continuation a new one.")] = None,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -141,7 +147,8 @@ def world_train(
 
     try:
         result = train(arch, out, preset="quick" if quick else preset, steps=steps, seed=seed, device=device,
-                       tokenizer_dir=tokenizer, workers=workers, budget_s=budget)
+                       tokenizer_dir=tokenizer, workers=workers, budget_s=budget, init_from=init_from, lr=lr,
+                       warmup=warmup, data_seed=data_seed)
     except ValueError as err:
         raise fail(err) from None
     training = json.loads((result.out / "training.json").read_text())

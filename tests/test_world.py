@@ -144,6 +144,30 @@ def test_quick_recipe_trains_and_loads(tmp_path):
     assert tokens[0, 0].item() == model.tokenizer.bos_token_id
 
 
+def test_continued_recipe_starts_from_the_checkpoint_and_keeps_its_log(tmp_path):
+    from safetensors.torch import load_file
+
+    from interp.reference.card import loss_curve, recipe
+    from interp.reference.train import train
+
+    train("llama", tmp_path / "a", preset="quick", steps=12, log_every=4)
+    train("llama", tmp_path / "b", preset="quick", steps=5, log_every=4, init_from=tmp_path / "a", lr=1e-12,
+          warmup=0, data_seed=3)
+    before, after = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert before.keys() == after.keys()
+    for key in before:  # a learning rate of 1e-12 leaves the loaded weights where they were
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6)
+    log = json.loads((tmp_path / "b" / "training.json").read_text())
+    assert log["data_seed"] == 3 and log["init_from"]["training"]["steps_done"] == 12
+    steps, losses, starts = loss_curve(log)
+    assert starts == [0, 12] and steps == sorted(steps) and steps[-1] == 12 + 4 and len(losses) == len(steps)
+    text = recipe(log)
+    assert "Stage 1: `interp world train --arch llama --out DIR1 --steps 12" in text and "continues the checkpoint of stage 1" in text
+    assert "--init-from DIR1 --lr 1e-12 --warmup 0 --data-seed 3`" in text and "In all: 17 steps" in text
+    assert json.loads((tmp_path / "b" / "world.json").read_text()) == json.loads(
+        (tmp_path / "a" / "world.json").read_text())
+
+
 def test_bad_recipe_arguments(tmp_path):
     from interp.reference.train import train
 
@@ -153,6 +177,17 @@ def test_bad_recipe_arguments(tmp_path):
         train("gpt2", tmp_path, preset="huge")
     with pytest.raises(ValueError, match="steps=0"):
         train("gpt2", tmp_path, preset="quick", steps=0)
+    with pytest.raises(ValueError, match="lr=0.0"):
+        train("gpt2", tmp_path, preset="quick", steps=1, lr=0.0)
+    with pytest.raises(ValueError, match=r"warmup=10; must be in \[0, 9\]"):
+        train("gpt2", tmp_path, preset="quick", steps=10, warmup=10)
+    with pytest.raises(ValueError, match="is not a checkpoint directory"):
+        train("gpt2", tmp_path / "out", preset="quick", steps=1, init_from=tmp_path)
+    train("gpt2", tmp_path / "g", preset="quick", steps=1)
+    with pytest.raises(ValueError, match="holds a 'gpt2' model; arch='llama'"):
+        train("llama", tmp_path / "out", preset="quick", steps=1, init_from=tmp_path / "g")
+    with pytest.raises(ValueError, match="n_layer=2 in the checkpoint, 6 in the preset"):
+        train("gpt2", tmp_path / "out", preset="full", steps=1, init_from=tmp_path / "g")
 
 
 @pytest.mark.parametrize("name", names())
@@ -268,3 +303,24 @@ def test_generator_still_makes_the_corpus_the_shipped_checkpoints_saw():
     docs = World(WorldConfig(seed=0)).documents(3000)
     digest = hashlib.sha256("\n".join(docs).encode()).hexdigest()
     assert digest == "c6a181ed96d574b70da4660ae522ff562a7fbeae1c85bc42d24accfe14c28c54", digest
+
+
+def test_world_train_command_continues_a_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["world", "train", "--arch", "gpt2", "--quick", "--steps", "3", "--out",
+                                str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    args = ["world", "train", "--arch", "gpt2", "--quick", "--steps", "2", "--out", str(tmp_path / "b"), "--init-from",
+            str(tmp_path / "a"), "--lr", "0.001", "--warmup", "0", "--data-seed", "1", "--json"]
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    log = json.loads((tmp_path / "b" / "training.json").read_text())
+    assert log["init_from"]["path"] == str(tmp_path / "a") and log["init_from"]["training"]["steps_done"] == 3
+    assert "stage 2" in (tmp_path / "b" / "loss_curve.html").read_text()
+    missing = runner.invoke(app, args[:-1] + ["--init-from", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "is not a checkpoint directory" in missing.output
+    assert "Traceback" not in missing.output

@@ -8,21 +8,71 @@ command that produced it.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from interp.reference.evaluate import WorldScores
+from interp.reference.train import preset_name, stages
+
+
+def loss_curve(training: dict) -> tuple[list[int], list[float], list[int]]:
+    """The smoothed loss against the step, over every stage of the recipe, and the step where each stage starts."""
+    steps, losses, starts, offset = [], [], [], 0
+    for stage in stages(training):
+        every = stage["log_every"]
+        starts.append(offset)
+        steps += [offset + min(i * every, stage["steps_done"] - 1) for i in range(len(stage["losses"]))]
+        losses += stage["losses"]
+        offset += stage["steps_done"]
+    return steps, losses, starts
 
 
 def loss_figure(training: dict):
-    """Plotly figure of the training loss (smoothed) against the optimisation step."""
+    """Plotly figure of the training loss (smoothed) against the optimisation step, every stage of the recipe."""
     import plotly.graph_objects as go
 
-    every = training["log_every"]
-    steps = [min(i * every, training["steps_done"] - 1) for i in range(len(training["losses"]))]
-    fig = go.Figure(go.Scatter(x=steps, y=training["losses"], mode="lines", name="training loss"))
+    steps, losses, starts = loss_curve(training)
+    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines", name="training loss"))
+    for i, start in enumerate(starts[1:], 2):
+        fig.add_vline(x=start, line_dash="dot", annotation_text=f"stage {i} (continued training)")
     fig.update_layout(title=f"{training['arch']} training loss", xaxis_title="step", yaxis_title="loss (nats)",
                       template="plotly_white")
     return fig
+
+
+def recipe(training: dict) -> str:
+    """Markdown description of how a checkpoint was trained: one command and its settings per stage."""
+    chain = stages(training)
+    out = (lambda i: f"DIR{i}") if len(chain) > 1 else (lambda i: "DIR")
+    parts = []
+    for i, stage in enumerate(chain, 1):
+        preset, name, source = stage["preset"], preset_name(stage["preset"]), stage.get("init_from")
+        command = f"interp world train --arch {stage['arch']} --out {out(i)} --steps {stage['steps_done']}"
+        command += f" --workers {stage.get('workers', 0)}"
+        if name not in ("full", "custom"):
+            command += f" --preset {name}"
+        if source is not None:
+            command += (f" --init-from {out(i - 1) if i > 1 else source['path']} --lr {preset['lr']:g}"
+                        f" --warmup {preset['warmup']} --data-seed {stage.get('data_seed', stage['seed'])}")
+        if source is None:
+            start = "a new model"
+        elif i > 1:
+            start = f"continues the checkpoint of stage {i - 1}"
+        else:
+            start = f"continues {source['path']}, whose training log was not saved"
+        kind = f"preset `{name}`" if name != "custom" else "a custom `Preset` given to `train()` (see `training.json`)"
+        tokens = stage["steps_done"] * preset["batch"] * preset["n_ctx"] / 1e6
+        settings = (f"({start}; {kind}, seed {stage['seed']}, {stage['steps_done']} steps of {preset['batch']} "
+                    f"sequences x {preset['n_ctx']} tokens = {tokens:.1f}M tokens, AdamW lr {preset['lr']:g} with "
+                    f"{preset['warmup']} warm-up steps and cosine decay to 10%, weight decay "
+                    f"{preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated "
+                    f"random-token spans; trained on {stage['device']} in {_duration(stage['seconds'])}).")
+        head = f"Stage {i}: " if len(chain) > 1 else "Recipe: "
+        parts.append(f"{head}`{command}`\n{textwrap.fill(settings, width=116, break_on_hyphens=False)}")
+    if len(chain) > 1:
+        total = sum(st["steps_done"] * st["preset"]["batch"] * st["preset"]["n_ctx"] for st in chain) / 1e6
+        parts.append(f"In all: {sum(st['steps_done'] for st in chain)} steps, {total:.1f}M tokens.")
+    return "\n\n".join(parts)
 
 
 def architecture_table(config: dict) -> str:
@@ -63,11 +113,9 @@ def write_card(folder: str | Path, name: str, scores: WorldScores, command: str,
     config = json.loads((folder / "config.json").read_text())
     training = json.loads((folder / "training.json").read_text())
     loss_figure(training).write_html(folder / "loss_curve.html", include_plotlyjs="cdn")
-    preset = training["preset"]
-    losses = training["losses"]
-    every = training["log_every"]
+    steps, losses, _ = loss_curve(training)
     marks = sorted({0, len(losses) // 8, len(losses) // 4, len(losses) // 2, 3 * len(losses) // 4, len(losses) - 1})
-    curve = "\n".join(["| step | loss |", "|---|---|"] + [f"| {min(i * every, training['steps_done'] - 1)} | {losses[i]:.3f} |" for i in marks])
+    curve = "\n".join(["| step | loss |", "|---|---|"] + [f"| {steps[i]} | {losses[i]:.3f} |" for i in marks])
     params = (folder / "model.safetensors").stat().st_size
     text = f"""# {name}
 
@@ -81,12 +129,7 @@ checkpoint; the command that measured it is given.
 Weights: {params / 1e6:.1f} MB of safetensors.
 
 ## Training
-Recipe: `interp world train --arch {training['arch']} --out DIR --steps {training['steps_done']} --workers {training.get('workers', 0)}`
-(preset `full`; seed {training['seed']}, {training['steps_done']}
-steps of {preset['batch']} sequences x {preset['n_ctx']} tokens = {training['steps_done'] * preset['batch'] * preset['n_ctx'] / 1e6:.1f}M tokens,
-AdamW lr {preset['lr']} with {preset['warmup']} warm-up steps and cosine decay to 10%, weight decay
-{preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated random-token spans; trained on
-{training['device']} in {_duration(training['seconds'])}).
+{recipe(training)}
 Data mix of the text sequences (documents packed after a BOS token): see `WorldConfig.mix` in `world.json`.
 The loss curve is in `loss_curve.html`; smoothed training loss:
 

@@ -208,7 +208,8 @@ class TrainResult:
 def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: int | None = None,
           seed: int = 0, device: str | None = None, tokenizer_dir: str | Path | None = None,
           log_every: int = 50, save_every: int = 2000, workers: int = 0,
-          budget_s: float | None = None) -> TrainResult:
+          budget_s: float | None = None, init_from: str | Path | None = None, lr: float | None = None,
+          warmup: int | None = None, data_seed: int | None = None) -> TrainResult:
     """Train a reference model and save it in Hugging Face layout with ``world.json`` beside it.
 
     Args:
@@ -228,6 +229,14 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         budget_s: Time budget of the optimisation loop. The speed of the first steps of the warm-up fixes the
             number of steps (at most the preset's) so that the learning-rate schedule ends on time; the number
             used is saved in ``training.json`` and ``steps=`` reproduces the run without a budget.
+        init_from: Continue training the checkpoint in this directory (its weights and tokenizer; a fresh
+            optimiser and a new warm-up and cosine schedule) instead of initialising a new model. Its
+            architecture must match ``preset``; its ``training.json`` is kept inside the new one, so the card
+            lists every stage of the recipe.
+        lr: Override the preset's peak learning rate.
+        warmup: Override the preset's warm-up steps.
+        data_seed: Seed of the batch stream (default: ``seed``). A continuation should use another one than the
+            run it continues, so that it sees new documents. ``world.json`` always comes from ``seed``.
 
     Returns:
         A :class:`TrainResult` with the output directory and the loss curve.
@@ -240,6 +249,14 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         if steps < 1:
             raise ValueError(f"steps={steps}; must be >= 1")
         preset = Preset(**{**asdict(preset), "steps": steps})
+    if lr is not None:
+        if not lr > 0:
+            raise ValueError(f"lr={lr}; must be > 0")
+        preset = Preset(**{**asdict(preset), "lr": lr})
+    if warmup is not None:
+        if not 0 <= warmup < preset.steps:
+            raise ValueError(f"warmup={warmup}; must be in [0, {preset.steps - 1}] (below the number of steps)")
+        preset = Preset(**{**asdict(preset), "warmup": warmup})
     if workers < 0:
         raise ValueError(f"workers={workers}; must be >= 0")
     if budget_s is not None and budget_s <= 0:
@@ -253,13 +270,24 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
 
     from tokenizers import Tokenizer
 
+    if init_from is not None:
+        init_from = Path(init_from)
+        tokenizer_dir = tokenizer_dir or init_from
+        model, previous = _load_for_training(init_from, arch, preset)
+        torch.manual_seed(seed)
     if tokenizer_dir is not None:
         tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
     else:
         tok = train_tokenizer(World(WorldConfig(seed=seed + 100)), preset.vocab_size, preset.tokenizer_docs)
-    model = build_model(arch, preset, tok.get_vocab_size(), seed).to(device)
+    if init_from is None:
+        model = build_model(arch, preset, tok.get_vocab_size(), seed)
+    elif model.config.vocab_size != tok.get_vocab_size():
+        raise ValueError(f"tokenizer_dir={str(tokenizer_dir)!r} has {tok.get_vocab_size()} tokens but the model in "
+                         f"init_from={str(init_from)!r} has a vocabulary of {model.config.vocab_size}")
+    model = model.to(device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false" if workers else "true")
-    batches = iter(torch.utils.data.DataLoader(_Batches(seed, tok.to_str(), preset), batch_size=None,
+    stream_seed = seed if data_seed is None else data_seed
+    batches = iter(torch.utils.data.DataLoader(_Batches(stream_seed, tok.to_str(), preset), batch_size=None,
                                                num_workers=workers, pin_memory=device.startswith("cuda"),
                                                prefetch_factor=8 if workers else None,
                                                persistent_workers=workers > 0))
@@ -267,7 +295,8 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": preset.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=preset.lr, betas=(0.9, 0.98))
-    calibrate = (min(30, preset.warmup // 4), min(preset.warmup, 230)) if budget_s is not None else None
+    first = min(30, preset.warmup // 4)
+    calibrate = (first, max(first + 20, min(preset.warmup, 230))) if budget_s is not None else None
 
     def lr_at(step: int) -> float:
         if step < preset.warmup:
@@ -312,15 +341,61 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
             bar.set_postfix(loss=f"{running:.3f}")
         if (step + 1) % save_every == 0 or step == preset.steps - 1:
             result.seconds = time.perf_counter() - start
-            _save(model, tok, world, out, {"arch": arch, "preset": asdict(preset), "seed": seed, "device": device,
-                                           "workers": workers, "steps_done": step + 1,
-                                           "seconds": round(result.seconds, 1), "log_every": log_every,
-                                           "losses": result.losses})
+            log = {"arch": arch, "preset": asdict(preset), "seed": seed, "device": device, "workers": workers,
+                   "steps_done": step + 1, "seconds": round(result.seconds, 1), "log_every": log_every,
+                   "losses": result.losses}
+            if stream_seed != seed:
+                log["data_seed"] = stream_seed
+            if init_from is not None:
+                log["init_from"] = {"path": str(init_from), "training": previous}
+            _save(model, tok, world, out, log)
             model.train()
         step += 1
         bar.update(1)
     bar.close()
     return result
+
+
+def _load_for_training(folder: Path, arch: str, preset: Preset):
+    """The model saved in ``folder`` (checked against ``arch`` and ``preset``) and its training log, if any."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"init_from={str(folder)!r} is not a checkpoint directory (no config.json)")
+    config = AutoConfig.from_pretrained(folder)
+    if config.model_type != arch:
+        raise ValueError(f"init_from={str(folder)!r} holds a {config.model_type!r} model; arch={arch!r}")
+    fresh = build_model(arch, preset, config.vocab_size, 0).config
+    keys = ["n_layer", "n_embd", "n_head", "n_inner", "n_positions"] if arch == "gpt2" else [
+        "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size"]
+    wrong = {k: (getattr(config, k), getattr(fresh, k)) for k in keys if getattr(config, k) != getattr(fresh, k)}
+    if wrong:
+        raise ValueError(f"init_from={str(folder)!r} does not match the preset: " + ", ".join(
+            f"{k}={a} in the checkpoint, {b} in the preset" for k, (a, b) in wrong.items()))
+    log = folder / "training.json"
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    return model, (json.loads(log.read_text()) if log.is_file() else None)
+
+
+def preset_name(settings: dict) -> str:
+    """The name of the preset that ``settings`` (a logged preset) was made from, or ``"custom"``.
+
+    Steps, learning rate and warm-up can be overridden on the command line, so they are not compared.
+    """
+    free = {"steps", "lr", "warmup"}
+    for name, preset in PRESETS.items():
+        if {k: v for k, v in asdict(preset).items() if k not in free} == {
+                k: v for k, v in settings.items() if k not in free}:
+            return name
+    return "custom"
+
+
+def stages(training: dict) -> list[dict]:
+    """The stages of a training log, first first: a run continued with ``init_from`` nests the log it continued."""
+    chain = [training]
+    while chain[-1].get("init_from", {}).get("training") is not None:
+        chain.append(chain[-1]["init_from"]["training"])
+    return chain[::-1]
 
 
 def _save(model, tok, world: World, out: Path, log: dict) -> None:
