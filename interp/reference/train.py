@@ -1,8 +1,9 @@
 """The training recipe of the reference models: tokenizer, architecture presets, data stream, loop, save.
 
 One recipe makes both models, so they share the tokenizer (speculative decoding pairs them). Training runs on
-a GPU when one is present (the shipped checkpoints were trained on one H100, about five minutes each) or on CPU,
-and is seeded end to end (for a given number of data-loader workers).
+a GPU when one is present or on CPU, and is seeded end to end (for a given number of data-loader workers). A run
+can continue a saved checkpoint (``init_from``) with a new schedule and batch stream: shipped ref-llama is a
+GPU run continued on CPU; each checkpoint's ``CARD.md`` gives the command of every stage.
 
 Choices that matter for what the models learn, and why:
 
