@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -324,3 +325,15 @@ def test_world_train_command_continues_a_checkpoint(tmp_path):
     missing = runner.invoke(app, args[:-1] + ["--init-from", str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "is not a checkpoint directory" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_shipped_cards_end_with_the_committed_notes():
+    """`interp world card --extra interp/reference/card_notes.md` must rebuild the cards' hand-written part."""
+    notes = (Path(interp.reference.__file__).parent / "card_notes.md").read_text()
+    chunks = ("\n" + notes).split("\n## ")[1:]
+    assert chunks
+    for name in names():
+        card = (path(name) / "CARD.md").read_text()
+        for chunk in chunks:
+            title, _, body = chunk.partition("\n")
+            assert f"\n## {title.strip()}\n{body.strip()}\n" in card, (name, title)
