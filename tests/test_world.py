@@ -163,8 +163,11 @@ def test_continued_recipe_starts_from_the_checkpoint_and_keeps_its_log(tmp_path)
     steps, losses, starts = loss_curve(log)
     assert starts == [0, 12] and steps == sorted(steps) and steps[-1] == 12 + 4 and len(losses) == len(steps)
     text = recipe(log)
-    assert "Stage 1: `interp world train --arch llama --out DIR1 --steps 12" in text and "continues the checkpoint of stage 1" in text
+    assert "Stage 1: `interp world train --arch llama --out DIR1 --steps 12" in text
+    assert "continues the checkpoint of stage 1" in text
     assert "--init-from DIR1 --lr 1e-12 --warmup 0 --data-seed 3`" in text and "In all: 17 steps" in text
+    train("llama", tmp_path / "c", preset="quick", steps=3, lr=2e-3, seed=1)  # overrides show in a one-stage recipe
+    assert "--preset quick --seed 1 --lr 0.002`" in recipe(json.loads((tmp_path / "c" / "training.json").read_text()))
     assert json.loads((tmp_path / "b" / "world.json").read_text()) == json.loads(
         (tmp_path / "a" / "world.json").read_text())
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 from interp.reference.evaluate import WorldScores
-from interp.reference.train import preset_name, stages
+from interp.reference.train import PRESETS, preset_name, stages
 
 
 def loss_curve(training: dict) -> tuple[list[int], list[float], list[int]]:
@@ -51,9 +52,16 @@ def recipe(training: dict) -> str:
         command += f" --workers {stage.get('workers', 0)}"
         if name not in ("full", "custom"):
             command += f" --preset {name}"
+        if stage["seed"] != 0:
+            command += f" --seed {stage['seed']}"
         if source is not None:
-            command += (f" --init-from {out(i - 1) if i > 1 else source['path']} --lr {preset['lr']:g}"
-                        f" --warmup {preset['warmup']} --data-seed {stage.get('data_seed', stage['seed'])}")
+            command += f" --init-from {out(i - 1) if i > 1 else source['path']}"
+        named = asdict(PRESETS[name]) if name != "custom" else {}
+        for key in ("lr", "warmup"):  # what the command line overrode (a preset name fixes the rest)
+            if preset[key] != named.get(key):
+                command += f" --{key} {preset[key]:g}"
+        if "data_seed" in stage:
+            command += f" --data-seed {stage['data_seed']}"
         if source is None:
             start = "a new model"
         elif i > 1:
@@ -61,16 +69,16 @@ def recipe(training: dict) -> str:
         else:
             start = f"continues {source['path']}, whose training log was not saved"
         kind = f"preset `{name}`" if name != "custom" else "a custom `Preset` given to `train()` (see `training.json`)"
-        tokens = stage["steps_done"] * preset["batch"] * preset["n_ctx"] / 1e6
         settings = (f"({start}; {kind}, seed {stage['seed']}, {stage['steps_done']} steps of {preset['batch']} "
-                    f"sequences x {preset['n_ctx']} tokens = {tokens:.1f}M tokens, AdamW lr {preset['lr']:g} with "
+                    f"sequences x {preset['n_ctx']} tokens = {_tokens(stage) / 1e6:.1f}M tokens, "
+                    f"AdamW lr {preset['lr']:g} with "
                     f"{preset['warmup']} warm-up steps and cosine decay to 10%, weight decay "
                     f"{preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated "
                     f"random-token spans; trained on {stage['device']} in {_duration(stage['seconds'])}).")
         head = f"Stage {i}: " if len(chain) > 1 else "Recipe: "
         parts.append(f"{head}`{command}`\n{textwrap.fill(settings, width=116, break_on_hyphens=False)}")
     if len(chain) > 1:
-        total = sum(st["steps_done"] * st["preset"]["batch"] * st["preset"]["n_ctx"] for st in chain) / 1e6
+        total = sum(_tokens(st) for st in chain) / 1e6
         parts.append(f"In all: {sum(st['steps_done'] for st in chain)} steps, {total:.1f}M tokens.")
     return "\n\n".join(parts)
 
@@ -145,6 +153,10 @@ Measured with `{command}`:
     path = folder / "CARD.md"
     path.write_text(text)
     return path
+
+
+def _tokens(stage: dict) -> int:
+    return stage["steps_done"] * stage["preset"]["batch"] * stage["preset"]["n_ctx"]
 
 
 def _duration(seconds: float) -> str:
