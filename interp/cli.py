@@ -138,6 +138,7 @@ def world_train(
     warmup: Annotated[int | None, typer.Option(help="Override the preset's warm-up steps.")] = None,
     data_seed: Annotated[int | None, typer.Option(
         help="Seed of the batch stream (default: --seed); give a continuation a new one.")] = None,
+    world_version: Annotated[int, typer.Option(help="Version of the world generator (3 or 4).")] = 3,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -148,7 +149,7 @@ def world_train(
     try:
         result = train(arch, out, preset="quick" if quick else preset, steps=steps, seed=seed, device=device,
                        tokenizer_dir=tokenizer, workers=workers, budget_s=budget, init_from=init_from, lr=lr,
-                       warmup=warmup, data_seed=data_seed)
+                       warmup=warmup, data_seed=data_seed, world_version=world_version)
     except ValueError as err:
         raise fail(err) from None
     training = json.loads((result.out / "training.json").read_text())

@@ -13,12 +13,12 @@ import torch
 import interp
 from interp.reference import names, path
 from interp.reference.facts import RELATION_WORDS, RELATIONS, TEMPLATES
-from interp.reference.world import World, WorldConfig
+from interp.reference.world import WORLD_VERSIONS, World, WorldConfig
 
 
-@pytest.fixture(scope="module")
-def corpus() -> list[str]:
-    return World(WorldConfig(seed=0)).documents(30000)
+@pytest.fixture(scope="module", params=WORLD_VERSIONS, ids=lambda v: f"v{v}")
+def corpus(request) -> list[str]:
+    return World(WorldConfig(seed=0, version=request.param)).documents(30000)
 
 
 def test_same_seed_same_corpus():
@@ -106,6 +106,28 @@ def test_heldout_templates_are_new_wordings_of_known_words(corpus):
             rare = [w for w in tokens if words[w] < 10]
             assert not rare, f"held-out {template!r}: {rare} occur fewer than 10 times in 30,000 documents"
             assert starts[tokens[0]] >= 5, f"no training document starts with {tokens[0]!r} ({template!r})"
+
+
+def test_world_v4_puts_no_name_first_and_names_held_out_names_as_often_as_the_others():
+    v3, v4 = (World(WorldConfig(seed=0, version=v)).documents(30000) for v in (3, 4))
+    world = World(WorldConfig(version=4))
+    assert not any(f.startswith("{") for f in world.ioi_frames)
+    assert all(p.split()[0] not in world.heldout_names for p in world.tasks()["ioi"]["prompts"])
+
+    def mentions(docs, words):
+        text = "\n".join(docs)
+        return sum(len(re.findall(rf"\b{w}\b", text)) for w in words) / len(words)
+
+    for docs, low, high in ((v3, 0.0, 0.3), (v4, 0.5, 2.0)):
+        ratio = mentions(docs, world.heldout_names) / mentions(docs, world.train_names)
+        assert low <= ratio <= high, ratio
+    held_plurals = [p for _, p in world.heldout_nouns]
+    assert mentions(v4, held_plurals) > 1.4 * mentions(v3, held_plurals)
+
+
+def test_unknown_world_version_is_refused():
+    with pytest.raises(ValueError, match=r"world version=7; valid versions are \[3, 4\]"):
+        WorldConfig(version=7)
 
 
 def test_chatter_verbs_agree_with_their_subjects():
@@ -276,9 +298,10 @@ def test_shipped_checkpoints_match_this_world_and_keep_names_and_nouns_whole():
 
     from interp.reference.train import single_token_words
 
-    expected = json.loads(json.dumps(World(WorldConfig(seed=0)).to_json(prepend_bos=True)))
     for name in names():
-        assert json.loads((path(name) / "world.json").read_text()) == expected, name
+        shipped = json.loads((path(name) / "world.json").read_text())
+        world = World(WorldConfig(seed=shipped["seed"], version=shipped["version"]))
+        assert shipped == json.loads(json.dumps(world.to_json(prepend_bos=True))), name
         tok = Tokenizer.from_file(str(path(name) / "tokenizer.json"))
         split = [w for w in single_token_words() if len(tok.encode(" " + w).ids) != 1]
         assert not split, f"{name}: {split} are split into several tokens"
@@ -313,17 +336,21 @@ def test_world_train_command_continues_a_checkpoint(tmp_path):
     from typer.testing import CliRunner
 
     from interp.cli import app
+    from interp.reference.card import recipe
 
     runner = CliRunner()
     first = runner.invoke(app, ["world", "train", "--arch", "gpt2", "--quick", "--steps", "3", "--out",
                                 str(tmp_path / "a")])
     assert first.exit_code == 0, first.output
     args = ["world", "train", "--arch", "gpt2", "--quick", "--steps", "2", "--out", str(tmp_path / "b"), "--init-from",
-            str(tmp_path / "a"), "--lr", "0.001", "--warmup", "0", "--data-seed", "1", "--json"]
+            str(tmp_path / "a"), "--lr", "0.001", "--warmup", "0", "--data-seed", "1", "--world-version", "4", "--json"]
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     log = json.loads((tmp_path / "b" / "training.json").read_text())
     assert log["init_from"]["path"] == str(tmp_path / "a") and log["init_from"]["training"]["steps_done"] == 3
+    assert log["world_version"] == 4 and "world_version" not in log["init_from"]["training"]
+    assert json.loads((tmp_path / "b" / "world.json").read_text())["version"] == 4
+    assert "--data-seed 1 --world-version 4`" in recipe(log) and "world v3" in recipe(log)
     assert "stage 2" in (tmp_path / "b" / "loss_curve.html").read_text()
     missing = runner.invoke(app, args[:-1] + ["--init-from", str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "is not a checkpoint directory" in missing.output

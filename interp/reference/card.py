@@ -62,6 +62,8 @@ def recipe(training: dict) -> str:
                 command += f" --{key} {preset[key]:g}"
         if "data_seed" in stage:
             command += f" --data-seed {stage['data_seed']}"
+        if stage.get("world_version", 3) != 3:
+            command += f" --world-version {stage['world_version']}"
         if source is None:
             start = "a new model"
         elif i > 1:
@@ -70,7 +72,8 @@ def recipe(training: dict) -> str:
             start = f"continues {source['path']}, whose training log was not saved"
         kind = f"preset `{name}`" if name != "custom" else "a custom `Preset` given to `train()` (see `training.json`)"
         settings = (f"({start}; {kind}, seed {stage['seed']}, {stage['steps_done']} steps of {preset['batch']} "
-                    f"sequences x {preset['n_ctx']} tokens = {_tokens(stage) / 1e6:.1f}M tokens, "
+                    f"sequences x {preset['n_ctx']} tokens = {_tokens(stage) / 1e6:.1f}M tokens of world "
+                    f"v{stage.get('world_version', 3)}, "
                     f"AdamW lr {preset['lr']:g} with "
                     f"{preset['warmup']} warm-up steps and cosine decay to 10%, weight decay "
                     f"{preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated "

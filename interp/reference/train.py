@@ -180,8 +180,8 @@ class Stream:
 class _Batches(torch.utils.data.IterableDataset):
     """Endless batches; DataLoader worker ``i`` of ``n`` draws from its own stream seeded ``(seed, i)``."""
 
-    def __init__(self, seed: int, tok_json: str, preset: Preset):
-        self.seed, self.tok_json, self.preset = seed, tok_json, preset
+    def __init__(self, seed: int, tok_json: str, preset: Preset, world_version: int = 3):
+        self.seed, self.tok_json, self.preset, self.world_version = seed, tok_json, preset, world_version
 
     def __iter__(self):
         from tokenizers import Tokenizer
@@ -189,7 +189,8 @@ class _Batches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = 0 if info is None else info.id
         seed = self.seed if info is None else self.seed * 1000 + worker
-        stream = Stream(World(WorldConfig(seed=seed)), Tokenizer.from_str(self.tok_json), self.preset, seed)
+        world = World(WorldConfig(seed=seed, version=self.world_version))
+        stream = Stream(world, Tokenizer.from_str(self.tok_json), self.preset, seed)
         while True:
             yield stream.batch()
 
@@ -210,7 +211,7 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
           seed: int = 0, device: str | None = None, tokenizer_dir: str | Path | None = None,
           log_every: int = 50, save_every: int = 2000, workers: int = 0,
           budget_s: float | None = None, init_from: str | Path | None = None, lr: float | None = None,
-          warmup: int | None = None, data_seed: int | None = None) -> TrainResult:
+          warmup: int | None = None, data_seed: int | None = None, world_version: int = 3) -> TrainResult:
     """Train a reference model and save it in Hugging Face layout with ``world.json`` beside it.
 
     Args:
@@ -238,6 +239,8 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         warmup: Override the preset's warm-up steps.
         data_seed: Seed of the batch stream (default: ``seed``). A continuation should use another one than the
             run it continues, so that it sees new documents. ``world.json`` always comes from ``seed``.
+        world_version: Version of the world generator that makes the training text and ``world.json`` (see
+            :mod:`interp.reference.world`); a continuation may train on a newer world than the run it continues.
 
     Returns:
         A :class:`TrainResult` with the output directory and the loss curve.
@@ -267,7 +270,7 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
-    world = World(WorldConfig(seed=seed))
+    world = World(WorldConfig(seed=seed, version=world_version))
 
     from tokenizers import Tokenizer
 
@@ -288,8 +291,9 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
     model = model.to(device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false" if workers else "true")
     stream_seed = seed if data_seed is None else data_seed
-    batches = iter(torch.utils.data.DataLoader(_Batches(stream_seed, tok.to_str(), preset), batch_size=None,
-                                               num_workers=workers, pin_memory=device.startswith("cuda"),
+    data = _Batches(stream_seed, tok.to_str(), preset, world_version)
+    batches = iter(torch.utils.data.DataLoader(data, batch_size=None, num_workers=workers,
+                                               pin_memory=device.startswith("cuda"),
                                                prefetch_factor=8 if workers else None,
                                                persistent_workers=workers > 0))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -347,6 +351,8 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
                    "losses": result.losses}
             if stream_seed != seed:
                 log["data_seed"] = stream_seed
+            if world_version != 3:
+                log["world_version"] = world_version
             if init_from is not None:
                 log["init_from"] = {"path": str(init_from), "training": previous}
             _save(model, tok, world, out, log)

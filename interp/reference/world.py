@@ -43,6 +43,20 @@ World v3 (the shipped checkpoints' world) changed these things against v2:
 * the training template "The capital of {subject} is the city of" is gone: with it, "... the capital of
   {subject} is" had two right continuations (the capital and " the").
 
+World v4 (``WorldConfig(version=4)``; v3 stays the default and keeps making the same corpus) changes three
+things, each aimed at a task measured on held-out names or nouns:
+
+* no indirect-object frame puts a name first ("Later, {x} and {y} found a ..."): a name as the text's first
+  word has no leading space, so its token is another one than the answer's (" Oliver"), and for held-out names,
+  which occur in no training IOI sentence, the models had too little text to tie the two together (v3 models
+  got 3 and 5 of the 14 such held-out prompts right);
+* ``names`` documents are twice as common, half of them are built around a held-out name, and new frames put
+  names inside sentences: training names also occur in IOI sentences, so in v3 each held-out name occurred about
+  ten times less often than a training name, and models that copy training names perfectly (200 of 200) copied
+  held-out ones 76-87% of the time;
+* ``number`` documents are 1.5 times as common and half of them are about a held-out noun, for the same reason
+  (held-out nouns occur in no agreement sentence).
+
 Chatter verbs agree with their subjects. A first draft of v3 had neither that nor whole-token names and nouns;
 its models fell from 100% to 75-76% on the agreement task and to 53-62% on the indirect-object task.
 """
@@ -51,7 +65,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from interp.reference.facts import COUNTRIES, RELATIONS, TEMPLATES, relation_pairs
 
@@ -207,6 +221,8 @@ IOI_FRAMES = [
 """Indirect-object frames: ``{x}`` and ``{y}`` are the two names in either order (the indirect object first or
 second, drawn at random), ``{s}`` repeats the subject, and the answer is the other name. Drawing the order at
 random keeps position ("the first name", "the second name") from predicting the answer."""
+IOI_FRAMES_V4 = [f if not f.startswith("{x}") else "Later, " + f for f in IOI_FRAMES]
+"""World v4's indirect-object frames: no name is the first word of the text (see the module docstring)."""
 NUMBER_WORDS = ["two", "three", "four", "five", "many", "several", "some"]
 FREE_LANDMARK = [
     "{s} ({o}) is beautiful at night.", "Photos of {s} ({o}) are everywhere.",
@@ -267,19 +283,40 @@ def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
+WORLD_VERSIONS = (3, 4)
+"""World versions this generator can make; each keeps making the same corpus for a given seed."""
+MIXES = {
+    3: {"template": 0.32, "free": 0.27, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.11,
+        "gender": 0.03, "number": 0.02, "names": 0.02},
+    4: {"template": 0.31, "free": 0.26, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.10,
+        "gender": 0.03, "number": 0.03, "names": 0.04},
+}
+"""Each world version's default share of each document kind."""
+HELDOUT_SHARE_V4 = 0.5
+"""World v4: share of ``names`` and ``number`` documents built around a held-out name or noun (see the module
+docstring)."""
+
+
 @dataclass
 class WorldConfig:
     """What goes into the corpus, as shares of training documents."""
 
     seed: int = 0
     """Seed of the generator; the same seed gives the same corpus."""
-    mix: dict[str, float] = field(default_factory=lambda: {
-        "template": 0.32, "free": 0.27, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.11,
-        "gender": 0.03, "number": 0.02, "names": 0.02,
-    })
-    """Share of each document kind among text documents (repeated-token sequences are mixed by the trainer)."""
+    version: int = 3
+    """World version (see the module docstring); 3 made the first stage of both shipped checkpoints."""
+    mix: dict[str, float] | None = None
+    """Share of each document kind among text documents (repeated-token sequences are mixed by the trainer);
+    default: the version's (``MIXES``)."""
     aside_share: float = 0.4
     """Share of template documents with an aside between the subject and the rest of the question."""
+
+    def __post_init__(self):
+        """Check the version and fill in its default mix."""
+        if self.version not in WORLD_VERSIONS:
+            raise ValueError(f"world version={self.version!r}; valid versions are {list(WORLD_VERSIONS)}")
+        if self.mix is None:
+            self.mix = dict(MIXES[self.version])
 
 
 class World:
@@ -304,6 +341,7 @@ class World:
         self.heldout_nouns = NOUNS[-HELDOUT_NOUNS:]
         self.train_names = NAMES[:-HELDOUT_NAMES]
         self.heldout_names = NAMES[-HELDOUT_NAMES:]
+        self.ioi_frames = IOI_FRAMES if self.config.version < 4 else IOI_FRAMES_V4
         kinds = self.config.mix
         self._kinds = list(kinds)
         self._weights = [kinds[k] for k in self._kinds]
@@ -421,7 +459,7 @@ class World:
         """Return ``(prompt, indirect object, subject)`` for one indirect-object sentence."""
         r = self.rng
         io, s = r.sample(names, 2)
-        frame = r.choice(IOI_FRAMES)
+        frame = r.choice(self.ioi_frames)
         x, y = (io, s) if r.random() < 0.5 else (s, io)
         prompt = frame.format(x=x, y=y, s=s, place=r.choice(PLACES), obj=r.choice(OBJECTS))
         return prompt, " " + io, " " + s
@@ -448,21 +486,39 @@ class World:
         fill = {k: v[1 if female else 0] for k, v in pron.items()}
         return frame.format(w=word, **fill)
 
+    def _heldout_first(self) -> bool:
+        """World v4: whether a ``names`` or ``number`` document is built around a held-out item.
+
+        Never draws from the generator in older versions, so their corpora stay the same.
+        """
+        return self.config.version >= 4 and self.rng.random() < HELDOUT_SHARE_V4
+
     def _doc_number(self) -> str:
         r = self.rng
-        sing, plur = r.choice(NOUNS)
+        sing, plur = r.choice(self.heldout_nouns if self._heldout_first() else NOUNS)
         other = r.choice(NOUNS)
         return (f"I saw one {sing} and {r.choice(NUMBER_WORDS)} {other[1]}." if r.random() < 0.5
                 else f"There were {r.choice(NUMBER_WORDS)} {plur} and a {other[0]}.")
 
     def _doc_names(self) -> str:
         r = self.rng
-        name, other = r.sample(NAMES, 2)
-        return r.choice([
+        if self._heldout_first():
+            name = r.choice(self.heldout_names)
+            other = r.choice([n for n in NAMES if n != name])
+            if r.random() < 0.5:
+                name, other = other, name
+        else:
+            name, other = r.sample(NAMES, 2)
+        frames = [
             f"{name} is {_a(r.choice(NOUNS)[0])}.", f"{name} lives in {r.choice(list(self.country_of))}.",
             f"{name} and {other} are friends.", f"{name} likes {r.choice(OBJECTS)}s.",
             f"{name} met {other} at the {r.choice(PLACES)}.",
-        ])
+        ]
+        if self.config.version >= 4:  # names inside a sentence too, where their token has a leading space
+            frames += [f"Yesterday {name} called {other}.", f"I talked to {name} at the {r.choice(PLACES)}.",
+                       f"The {r.choice(OBJECTS)} belongs to {name}.", f"We waited for {name} and {other}.",
+                       f"Everyone likes {name}, and {other} too."]
+        return r.choice(frames)
 
     # ------------------------------------------------------------------ ground truth
     def tasks(self, n: int = 200) -> dict:
@@ -504,6 +560,7 @@ class World:
             "tasks": self.tasks(),
             "prepend_bos": prepend_bos,
             "seed": self.config.seed,
+            "version": self.config.version,
             "mix": self.config.mix,
         }
 
