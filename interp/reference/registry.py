@@ -49,8 +49,8 @@ def load_world(model: Any = None, world: dict | str | Path | None = None) -> dic
     """The reference world's ``world.json`` as a dict.
 
     Looks, in order, at ``world`` (a dict or a path), ``world.json`` beside the model's checkpoint, and
-    finally regenerates it with :class:`interp.reference.world.World` (the world is seeded, so this equals the
-    shipped file for models trained with the default seed).
+    finally regenerates the default world with :class:`interp.reference.world.World` (seed 0, version 3: the
+    world is seeded, so this equals the shipped file of a model trained on that world).
 
     Raises:
         ValueError: ``world`` points at a file that cannot be read or is not a world description.
