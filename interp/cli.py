@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from interp.reference.world import DEFAULT_WORLD_VERSION
+
 app = typer.Typer(
     name="interp",
     help="Mechanistic-interpretability toolkit: load models, capture activations, run analyses.",
@@ -138,7 +140,8 @@ def world_train(
     warmup: Annotated[int | None, typer.Option(help="Override the preset's warm-up steps.")] = None,
     data_seed: Annotated[int | None, typer.Option(
         help="Seed of the batch stream (default: --seed); give a continuation a new one.")] = None,
-    world_version: Annotated[int, typer.Option(help="Version of the world generator (3 or 4).")] = 3,
+    world_version: Annotated[int, typer.Option(help="Version of the world generator (3 or 4).")] = (
+        DEFAULT_WORLD_VERSION),
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:

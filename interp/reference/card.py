@@ -14,6 +14,7 @@ from pathlib import Path
 
 from interp.reference.evaluate import WorldScores
 from interp.reference.train import PRESETS, preset_name, stages
+from interp.reference.world import DEFAULT_WORLD_VERSION
 
 
 def loss_curve(training: dict) -> tuple[list[int], list[float], list[int]]:
@@ -62,8 +63,9 @@ def recipe(training: dict) -> str:
                 command += f" --{key} {preset[key]:g}"
         if "data_seed" in stage:
             command += f" --data-seed {stage['data_seed']}"
-        if stage.get("world_version", 3) != 3:
-            command += f" --world-version {stage['world_version']}"
+        version = stage.get("world_version", DEFAULT_WORLD_VERSION)  # logs name only a non-default world
+        if version != DEFAULT_WORLD_VERSION:
+            command += f" --world-version {version}"
         if source is None:
             start = "a new model"
         elif i > 1:
@@ -73,7 +75,7 @@ def recipe(training: dict) -> str:
         kind = f"preset `{name}`" if name != "custom" else "a custom `Preset` given to `train()` (see `training.json`)"
         settings = (f"({start}; {kind}, seed {stage['seed']}, {stage['steps_done']} steps of {preset['batch']} "
                     f"sequences x {preset['n_ctx']} tokens = {_tokens(stage) / 1e6:.1f}M tokens of world "
-                    f"v{stage.get('world_version', 3)}, "
+                    f"v{version}, "
                     f"AdamW lr {preset['lr']:g} with "
                     f"{preset['warmup']} warm-up steps and cosine decay to 10%, weight decay "
                     f"{preset['weight_decay']}, {preset['repeat_share']:.0%} of sequences made of repeated "

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interp.reference.world import NAMES, NOUNS, World, WorldConfig
+from interp.reference.world import DEFAULT_WORLD_VERSION, NAMES, NOUNS, World, WorldConfig
 
 BOS = "<|endoftext|>"
 
@@ -180,7 +180,7 @@ class Stream:
 class _Batches(torch.utils.data.IterableDataset):
     """Endless batches; DataLoader worker ``i`` of ``n`` draws from its own stream seeded ``(seed, i)``."""
 
-    def __init__(self, seed: int, tok_json: str, preset: Preset, world_version: int = 3):
+    def __init__(self, seed: int, tok_json: str, preset: Preset, world_version: int):
         self.seed, self.tok_json, self.preset, self.world_version = seed, tok_json, preset, world_version
 
     def __iter__(self):
@@ -211,7 +211,8 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
           seed: int = 0, device: str | None = None, tokenizer_dir: str | Path | None = None,
           log_every: int = 50, save_every: int = 2000, workers: int = 0,
           budget_s: float | None = None, init_from: str | Path | None = None, lr: float | None = None,
-          warmup: int | None = None, data_seed: int | None = None, world_version: int = 3) -> TrainResult:
+          warmup: int | None = None, data_seed: int | None = None,
+          world_version: int = DEFAULT_WORLD_VERSION) -> TrainResult:
     """Train a reference model and save it in Hugging Face layout with ``world.json`` beside it.
 
     Args:
@@ -351,7 +352,7 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
                    "losses": result.losses}
             if stream_seed != seed:
                 log["data_seed"] = stream_seed
-            if world_version != 3:
+            if world_version != DEFAULT_WORLD_VERSION:
                 log["world_version"] = world_version
             if init_from is not None:
                 log["init_from"] = {"path": str(init_from), "training": previous}

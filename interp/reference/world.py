@@ -289,6 +289,8 @@ def _a(word: str) -> str:
 
 WORLD_VERSIONS = (3, 4)
 """World versions this generator can make; each keeps making the same corpus for a given seed."""
+DEFAULT_WORLD_VERSION = 3
+"""The version a run gets unless it asks for another: v3 made the first stage of both shipped checkpoints."""
 MIXES = {
     3: {"template": 0.32, "free": 0.27, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.11,
         "gender": 0.03, "number": 0.02, "names": 0.02},
@@ -307,8 +309,8 @@ class WorldConfig:
 
     seed: int = 0
     """Seed of the generator; the same seed gives the same corpus."""
-    version: int = 3
-    """World version (see the module docstring); 3 made the first stage of both shipped checkpoints."""
+    version: int = DEFAULT_WORLD_VERSION
+    """World version (see the module docstring and ``DEFAULT_WORLD_VERSION``)."""
     mix: dict[str, float] | None = None
     """Share of each document kind among text documents (repeated-token sequences are mixed by the trainer);
     default: the version's (``MIXES``)."""
