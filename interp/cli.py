@@ -140,7 +140,8 @@ def world_train(
     warmup: Annotated[int | None, typer.Option(help="Override the preset's warm-up steps.")] = None,
     data_seed: Annotated[int | None, typer.Option(
         help="Seed of the batch stream (default: --seed); give a continuation a new one.")] = None,
-    world_version: Annotated[int, typer.Option(help="Version of the world generator (3 or 4).")] = (
+    world_version: Annotated[int, typer.Option(
+        help="Version of the world generator (3, 4 or 5; interp.reference.world says what each changed).")] = (
         DEFAULT_WORLD_VERSION),
     device: DeviceOption = None,
     as_json: JsonOption = False,

@@ -125,8 +125,29 @@ def test_world_v4_puts_no_name_first_and_names_held_out_names_as_often_as_the_ot
     assert mentions(v4, held_plurals) > 1.4 * mentions(v3, held_plurals)
 
 
+def test_world_v5_puts_stand_ins_in_ioi_sentences_and_keeps_v4s_evaluation():
+    v4, v5 = (World(WorldConfig(seed=0, version=v)) for v in (4, 5))
+    stand_ins = set(v5.stand_in_names)
+    assert len(stand_ins) >= 50 and not stand_ins & set(v5.train_names + v5.heldout_names)
+    cities = {city for _, city in v5.pairs["landmark_city"]} | {city for city, _ in v5.pairs["city_country"]}
+    assert not stand_ins & cities  # cities as people made the city -> country probe fall from 1.00 to .89
+    assert all(w.isalpha() and w[0].isupper() for w in stand_ins)
+
+    def ioi_parties(world):
+        docs = [d for d in world.documents(20000) if " gave " in d or " handed " in d or " passed the " in d]
+        return [set(re.findall(r"\b[A-Z][a-z]+\b", d)) - {"When", "After", "Then", "While", "Later", "At"}
+                for d in docs]
+
+    assert not any(p & stand_ins for p in ioi_parties(v4))
+    parties = ioi_parties(v5)
+    share = sum(bool(p & stand_ins) for p in parties) / len(parties)
+    assert 0.3 <= share <= 0.45, share  # half the sentences, three quarters of those with a stand-in
+    assert sum(p <= stand_ins for p in parties) / len(parties) > 0.08  # both parties stand-ins
+    assert v5.tasks() == v4.tasks()  # v5 is scored on v4's prompts
+
+
 def test_unknown_world_version_is_refused():
-    with pytest.raises(ValueError, match=r"world version=7; valid versions are \[3, 4\]"):
+    with pytest.raises(ValueError, match=r"world version=7; valid versions are \[3, 4, 5\]"):
         WorldConfig(version=7)
 
 
@@ -207,6 +228,9 @@ def test_bad_recipe_arguments(tmp_path):
         train("gpt2", tmp_path, preset="quick", steps=1, lr=0.0)
     with pytest.raises(ValueError, match=r"warmup=10; must be in \[0, 9\]"):
         train("gpt2", tmp_path, preset="quick", steps=10, warmup=10)
+    with pytest.raises(ValueError, match=r"world version=9; valid versions are \[3, 4, 5\]"):
+        train("gpt2", tmp_path / "v9", preset="quick", steps=1, world_version=9)
+    assert not (tmp_path / "v9").exists()  # refused before anything was written
     with pytest.raises(ValueError, match="is not a checkpoint directory"):
         train("gpt2", tmp_path / "out", preset="quick", steps=1, init_from=tmp_path)
     train("gpt2", tmp_path / "g", preset="quick", steps=1)
@@ -265,9 +289,7 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     assert pairwise_accuracy(model, world["tasks"]["ioi"])[0] >= 0.6
 
 
-KNOWN_MISSES = {
-    ("ref-gpt2", "indirect object"),
-}
+KNOWN_MISSES: set[tuple[str, str]] = set()
 """Issue-4 targets the shipped checkpoints are known to miss (CARD.md, "Known gaps", has the numbers and causes).
 Listed one by one, so that any other target that slips fails, and a listed one that is met fails too (then the
 list and the cards are out of date)."""

@@ -266,12 +266,12 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         raise ValueError(f"workers={workers}; must be >= 0")
     if budget_s is not None and budget_s <= 0:
         raise ValueError(f"budget_s={budget_s}; must be > 0 seconds")
+    world = World(WorldConfig(seed=seed, version=world_version))  # refuses a bad version before anything is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
-    world = World(WorldConfig(seed=seed, version=world_version))
 
     from tokenizers import Tokenizer
 

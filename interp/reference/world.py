@@ -61,6 +61,21 @@ ref-gpt2's second stage and ref-llama's third trained on v4; their CARD.md says 
 indirect-object task moved only from 76.0 to 79.5%, so the rarity of held-out names was not the main cause of its
 misses; ref-llama's from 87.0 to 92.5%).
 
+World v5 (``WorldConfig(version=5)``) is v4 with one change: in half of the indirect-object sentences each of
+the two parties is a training name or, with even odds, a one-word country name standing in for a person ("After
+Fred and Belgium arrived at the market, Belgium handed a drink to Fred."; ``World.stand_in_names``, 54
+countries, all whole tokens of the shipped tokenizer). Held-out names still occur in no training IOI sentence.
+The reason: ref-gpt2 after v4 copied any training name (200 of 200) but, with a held-out name as the repeated
+subject, answered with that name more often than with a country standing as the indirect object (right on 91 of
+200 such prompts, against 200 of 200 with a training name as the indirect object): it had learned which names to
+copy more than which party to copy. Parties that are not names at all make only the sentence's structure say
+who receives the object. A first draft of v5 also drew cities as stand-ins (168 words); ref-gpt2 trained on it
+(the same 1917 steps as its shipped third stage) reached 96.0% on the indirect-object task, but the linear probe
+reading a city's country from the city's residual fell from 1.00 to .89 (mean best-layer accuracy over probe
+seeds 0-4: .992 -> .894): cities used as people lose some of what makes them cities, so v5 keeps them out. ref-gpt2's third stage (shipped)
+trained on v5 for those 1917 steps: 79.5 -> 91.5% on the indirect-object task, 91 -> 174 of 200 on the
+country-vs-held-out-name prompts above, the probe at .99 (seeds 0-4: .986).
+
 Chatter verbs agree with their subjects. A first draft of v3 had neither that nor whole-token names and nouns;
 its models fell from 100% to 75-76% on the agreement task and to 53-62% on the indirect-object task.
 """
@@ -227,6 +242,8 @@ second, drawn at random), ``{s}`` repeats the subject, and the answer is the oth
 random keeps position ("the first name", "the second name") from predicting the answer."""
 IOI_FRAMES_V4 = [f if not f.startswith("{x}") else "Later, " + f for f in IOI_FRAMES]
 """World v4's indirect-object frames: no name is the first word of the text (see the module docstring)."""
+STAND_IN_SHARE_V5 = 0.5
+"""World v5: the share of indirect-object sentences whose two parties may be stand-ins (see ``stand_in_names``)."""
 NUMBER_WORDS = ["two", "three", "four", "five", "many", "several", "some"]
 FREE_LANDMARK = [
     "{s} ({o}) is beautiful at night.", "Photos of {s} ({o}) are everywhere.",
@@ -287,7 +304,7 @@ def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-WORLD_VERSIONS = (3, 4)
+WORLD_VERSIONS = (3, 4, 5)
 """World versions this generator can make; each keeps making the same corpus for a given seed."""
 DEFAULT_WORLD_VERSION = 3
 """The version a run gets unless it asks for another: v3 made the first stage of both shipped checkpoints."""
@@ -297,6 +314,7 @@ MIXES = {
     4: {"template": 0.31, "free": 0.26, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.10,
         "gender": 0.03, "number": 0.03, "names": 0.04},
 }
+MIXES[5] = dict(MIXES[4])
 """Each world version's default share of each document kind."""
 HELDOUT_SHARE_V4 = 0.5
 """World v4: share of ``names`` and ``number`` documents built around a held-out name or noun (see the module
@@ -348,6 +366,9 @@ class World:
         self.train_names = NAMES[:-HELDOUT_NAMES]
         self.heldout_names = NAMES[-HELDOUT_NAMES:]
         self.ioi_frames = IOI_FRAMES if self.config.version < 4 else IOI_FRAMES_V4
+        # world v5: one-word country names stand in for people in some indirect-object sentences
+        countries = {country for country, _ in self.pairs["country_capital"]}
+        self.stand_in_names = sorted(c for c in countries if c.isalpha() and c not in NAMES)
         kinds = self.config.mix
         self._kinds = list(kinds)
         self._weights = [kinds[k] for k in self._kinds]
@@ -461,17 +482,25 @@ class World:
         prompt, answer, _ = self.agreement_sentence(self.rng.choice(self.train_nouns), self.rng.random() < 0.5)
         return prompt + answer + " " + self.rng.choice(PREDICATES) + "."
 
-    def ioi_sentence(self, names: list[str]) -> tuple[str, str, str]:
-        """Return ``(prompt, indirect object, subject)`` for one indirect-object sentence."""
+    def ioi_sentence(self, names: list[str], stand_ins: list[str] | None = None) -> tuple[str, str, str]:
+        """Return ``(prompt, indirect object, subject)`` for one indirect-object sentence.
+
+        With ``stand_ins``, each party is drawn from ``names`` or ``stand_ins`` with even odds (world v5).
+        """
         r = self.rng
-        io, s = r.sample(names, 2)
+        if stand_ins is None:
+            io, s = r.sample(names, 2)
+        else:
+            io = r.choice(names if r.random() < 0.5 else stand_ins)
+            s = r.choice([w for w in (names if r.random() < 0.5 else stand_ins) if w != io])
         frame = r.choice(self.ioi_frames)
         x, y = (io, s) if r.random() < 0.5 else (s, io)
         prompt = frame.format(x=x, y=y, s=s, place=r.choice(PLACES), obj=r.choice(OBJECTS))
         return prompt, " " + io, " " + s
 
     def _doc_ioi(self) -> str:
-        prompt, io, _ = self.ioi_sentence(self.train_names)
+        stand_ins = self.config.version >= 5 and self.rng.random() < STAND_IN_SHARE_V5
+        prompt, io, _ = self.ioi_sentence(self.train_names, self.stand_in_names if stand_ins else None)
         return prompt + io + "."
 
     def _doc_gender(self) -> str:
