@@ -72,9 +72,9 @@ copy more than which party to copy. Parties that are not names at all make only 
 who receives the object. A first draft of v5 also drew cities as stand-ins (168 words); ref-gpt2 trained on it
 (the same 1917 steps as its shipped third stage) reached 96.0% on the indirect-object task, but the linear probe
 reading a city's country from the city's residual fell from 1.00 to .89 (mean best-layer accuracy over probe
-seeds 0-4: .992 -> .894): cities used as people lose some of what makes them cities, so v5 keeps them out. ref-gpt2's third stage (shipped)
-trained on v5 for those 1917 steps: 79.5 -> 91.5% on the indirect-object task, 91 -> 174 of 200 on the
-country-vs-held-out-name prompts above, the probe at .99 (seeds 0-4: .986).
+seeds 0-4: .992 -> .894): cities used as people lose some of what makes them cities, so v5 keeps them out.
+ref-gpt2's third stage (shipped) trained on v5 for those 1917 steps: 79.5 -> 91.5% on the indirect-object task,
+91 -> 174 of 200 on the country-vs-held-out-name prompts above, the probe at .99 (seeds 0-4: .986).
 
 Chatter verbs agree with their subjects. A first draft of v3 had neither that nor whole-token names and nouns;
 its models fell from 100% to 75-76% on the agreement task and to 53-62% on the indirect-object task.
@@ -313,9 +313,11 @@ MIXES = {
         "gender": 0.03, "number": 0.02, "names": 0.02},
     4: {"template": 0.31, "free": 0.26, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.10,
         "gender": 0.03, "number": 0.03, "names": 0.04},
+    5: {"template": 0.31, "free": 0.26, "lists": 0.06, "chatter": 0.10, "agreement": 0.07, "ioi": 0.10,
+        "gender": 0.03, "number": 0.03, "names": 0.04},
 }
-MIXES[5] = dict(MIXES[4])
-"""Each world version's default share of each document kind."""
+"""Each world version's default share of each document kind (v5 changes what an ``ioi`` document holds, not how
+often it comes)."""
 HELDOUT_SHARE_V4 = 0.5
 """World v4: share of ``names`` and ``number`` documents built around a held-out name or noun (see the module
 docstring)."""
