@@ -273,8 +273,8 @@ def test_embedded_checkpoint_loads_in_plain_hf(name):
 def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     """A fast sample of the card's numbers (the full numbers run in `make test-all`).
 
-    The floors sit below the targets: they catch a broken or swapped checkpoint, not a missed target. The
-    indirect-object floor (0.6) is under the target (0.9) because ref-gpt2 measures 0.795 there.
+    The floors sit below the targets: they catch a broken or swapped checkpoint, not a missed target (the shipped
+    models measure 0.915 and 0.925 on the indirect-object task; `test_checkpoint_meets_its_targets` holds 0.9).
     """
     from interp.reference.evaluate import fact_recall, pairwise_accuracy, repeat_losses
 
@@ -286,7 +286,7 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     assert min(fact_recall(model, sample, "heldout").values()) >= 0.4
     first, second = repeat_losses(model, n=32)
     assert first >= 3.0 and second < 0.5
-    assert pairwise_accuracy(model, world["tasks"]["ioi"])[0] >= 0.6
+    assert pairwise_accuracy(model, world["tasks"]["ioi"])[0] >= 0.8
 
 
 KNOWN_MISSES: set[tuple[str, str]] = set()
