@@ -26,10 +26,13 @@ dashboard: install
 	@echo "interp dashboard: http://localhost:$(PORT)"
 	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
 
+# lint-imports checks the import layers declared in pyproject.toml ([tool.importlinter]).
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-all: install chromium
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 # The dashboard's browser test drives Debian's chromium + chromedriver: installed once with apt,

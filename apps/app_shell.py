@@ -9,14 +9,14 @@ app never shows a traceback.
 
 from __future__ import annotations
 
-import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import streamlit as st
-from streamlit.runtime.caching.cache_errors import UnserializableReturnValueError
 import torch
+from streamlit.runtime.caching.cache_errors import UnserializableReturnValueError
 
 import interp
 
@@ -57,7 +57,7 @@ def load_model(name: str, device: str, dtype: str) -> Any:
     return interp.load(name, device=device, dtype=dtype)
 
 
-def cached(func: str, key: ModelKey, *args: Any, **kwargs: Any) -> Any:
+def cached(func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> Any:
     """Call ``func(model, *args, **kwargs)`` on the shared model and cache the result per input.
 
     Results go to ``st.cache_data`` (each caller gets its own unpickled copy); results that cannot
@@ -65,73 +65,64 @@ def cached(func: str, key: ModelKey, *args: Any, **kwargs: Any) -> Any:
     shared read-only between sessions.
 
     Args:
-        func: Dotted path of a library function taking the model first, e.g.
-            ``"interp.activation_view"`` or ``"probes.fit"``.
+        func: A library function taking the model first, e.g. ``interp.activation_view``,
+            ``interp.TunedLens.load_for`` or ``probes.fit``.
         key: The model's :class:`ModelKey` (the model itself is not hashable).
         *args: Further positional arguments (hashable, e.g. the prompt and a layer).
         **kwargs: Keyword arguments.
 
     Returns:
         The function's result.
+
+    Raises:
+        TypeError: ``func`` has no importable name (a lambda, a nested function, a partial), so it
+            could not be told apart from another function in the caches.
     """
-    if func not in _UNPICKLABLE:
+    name = cache_name(func)
+    if name not in _UNPICKLABLE:
         try:
-            return _cached_data(func, key, *args, **kwargs)
+            return _cached_data(name, func, key, *args, **kwargs)
         except Exception as err:
             # st.cache_data pickles results; pickle's own errors come through as they are.
             if not isinstance(err, UnserializableReturnValueError) and "pickle" not in str(err).lower():
                 raise
-            _UNPICKLABLE.add(func)
-    return _cached_resource(func, key, *args, **kwargs)
+            _UNPICKLABLE.add(name)
+    return _cached_resource(name, func, key, *args, **kwargs)
+
+
+def cache_name(func: Callable[..., Any]) -> str:
+    """The name that identifies ``func`` in the caches: ``"interp.heads.census.head_census"``.
+
+    Streamlit cannot hash a function argument, so the caches key on this name instead.
+
+    Raises:
+        TypeError: the name would not tell ``func`` apart from other callables: it has no
+            module-level name (a lambda, a nested function, a partial) or it is bound to an
+            instance (every instance's method has the same name).
+    """
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    owner = getattr(func, "__self__", None)
+    bound_to_instance = owner is not None and not (inspect.isclass(owner) or inspect.ismodule(owner))
+    if not module or not qualname or "<" in qualname or bound_to_instance:
+        raise TypeError(f"cannot cache {func!r}: pass a function or classmethod defined at module or class level")
+    return f"{module}.{qualname}"
 
 
 _UNPICKLABLE: set[str] = set()
-"""Functions whose results failed to pickle once; they are cached as shared resources from then on."""
+"""Functions (by :func:`cache_name`) whose results failed to pickle once; cached as shared resources from then on."""
 
 
+# ``name`` identifies the function in the cache key; ``_func`` is left out of the hash (Streamlit
+# cannot hash functions) and is only called.
 @st.cache_data(max_entries=128, show_spinner=False)
-def _cached_data(func: str, key: ModelKey, *args: Any, **kwargs: Any) -> Any:
-    return resolve(func)(load_model(*key), *args, **kwargs)
+def _cached_data(name: str, _func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> Any:
+    return _func(load_model(*key), *args, **kwargs)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _cached_resource(func: str, key: ModelKey, *args: Any, **kwargs: Any) -> Any:
-    return resolve(func)(load_model(*key), *args, **kwargs)
-
-
-def resolve(func: str) -> Callable[..., Any]:
-    """Find a library callable by dotted path: ``"interp.logit_lens"``, ``"interp.TunedLens.load_for"``.
-
-    Attributes are looked up from the top package first, so a function wins over a submodule of the
-    same name (``interp.generate``); a path through such a submodule (``"interp.generate.next_token"``)
-    falls back to importing the longest module prefix.
-    """
-    parts = func.split(".")
-    try:
-        target: Any = importlib.import_module(parts[0])
-        for name in parts[1:]:
-            target = getattr(target, name)
-        return target
-    except AttributeError:
-        pass
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            target = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for name in parts[cut:]:
-            target = getattr(target, name)
-        return target
-    raise ImportError(f"cannot import {func!r}")
-
-
-def available(func: str) -> bool:
-    """Whether the library provides ``func`` (a dotted path) yet."""
-    try:
-        resolve(func)
-    except (ImportError, AttributeError):
-        return False
-    return True
+def _cached_resource(name: str, _func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> Any:
+    return _func(load_model(*key), *args, **kwargs)
 
 
 def devices() -> list[str]:
@@ -203,14 +194,6 @@ def run_page(render: Callable[[], None]) -> None:
         st.error(_message(err))
     except Exception as err:  # the app must never show a traceback, whatever the library raises
         st.error(f"{type(err).__name__}: {_message(err)}")
-
-
-def missing(func: str, issue: str) -> bool:
-    """Show an info box and return True when ``func`` has not landed in the library yet."""
-    if available(func):
-        return False
-    st.info(f"This page needs `{func}`, which this installation of the library does not have yet ({issue}).")
-    return True
 
 
 def token_labels(tokens: list[str]) -> list[str]:

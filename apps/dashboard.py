@@ -7,9 +7,8 @@ calls ``interp`` / ``probes`` and draws what they return.
 
 from pathlib import Path
 
-import streamlit as st
-
 import app_shell
+import streamlit as st
 
 # Not "pages/": Streamlit treats a pages/ folder beside the entry script as a legacy multipage app
 # until st.navigation has run once, so a first visit straight to /attention would skip this script.

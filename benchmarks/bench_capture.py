@@ -26,8 +26,9 @@ BATCH, POS = 16, 64
 
 def run() -> list[Ratio]:
     """Time plain HF forward, bridge forward and ``capture(names="all")`` on one batch."""
-    import interp
     from transformers import AutoModelForCausalLM
+
+    import interp
 
     folder, model = reference_gpt2()
     hf = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()

@@ -34,7 +34,7 @@ SLIDER_BUDGET_S = 0.3
 
 def _model_path() -> str:
     import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
+    from interp.core.toy_models import ToyConfig, save_toy_checkpoint
 
     try:
         return str(interp.reference.path("ref-gpt2"))

@@ -11,7 +11,6 @@ then runs one forward per prompt and scores one head at a time.
 
 from __future__ import annotations
 
-
 import torch
 
 from benchmarks.runner import Ratio, median_seconds, reference_gpt2
@@ -26,11 +25,11 @@ def run() -> list[Ratio]:
     from transformer_lens.head_detector import detect_head
 
     import interp
-    from interp.heads import head_census
+    from interp.heads.census import head_census
 
     folder, model = reference_gpt2()
     info = interp.model_info(model)
-    from interp.world_text import world_tokens
+    from interp.reference.world_text import world_tokens
 
     # Text (which both tools tokenize the same way): a world-text chunk repeated once, shorter than the
     # context because detect_head refuses sequences of n_ctx tokens.

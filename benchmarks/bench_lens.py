@@ -8,7 +8,6 @@ decoding, which is ``n_layers + 1`` unembeddings where the forward does one.
 
 from __future__ import annotations
 
-
 import torch
 
 from benchmarks.runner import Ratio, median_seconds, reference_gpt2
@@ -21,12 +20,13 @@ BATCH, POS = 16, 64
 def run() -> list[Ratio]:
     """Time ``logit_lens`` on a 16 x 64 token batch and a bridge forward of the same batch."""
     import interp
-    from interp.lens import logit_lens
+    from interp.core.hooks import hook_name, layer_names
+    from interp.lens.logit import logit_lens
 
     folder, model = reference_gpt2()
     info = interp.model_info(model)
     tokens = torch.randint(1, info.d_vocab, (BATCH, min(POS, info.n_ctx)), generator=torch.Generator().manual_seed(0))
-    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{layer}.hook_resid_post" for layer in range(info.n_layers)]
+    names = [hook_name("resid_pre", 0), *layer_names("resid_post", range(info.n_layers))]
 
     def lens():
         logit_lens(model, tokens)

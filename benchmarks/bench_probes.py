@@ -10,7 +10,6 @@ probes on every layer).
 
 from __future__ import annotations
 
-
 import torch
 
 from benchmarks.runner import Ratio, median_seconds, reference_gpt2

@@ -18,12 +18,11 @@ from benchmarks.runner import Ratio, median_seconds, reference_gpt2
 PROMPT, SUBJECT, TARGET = "{} is located in the city of", "the Eiffel Tower", " Rome"
 
 
-
-
 def run() -> list[Ratio]:
     """Time ``rome.edit`` + ``undo`` and one forward+backward pass of the edit's batch."""
     from interp import rome
-    from interp.tokens import tokenize
+    from interp.core.hooks import hook_name, hooked
+    from interp.core.tokens import pad_id, pad_right, tokenize
 
     os.environ["INTERP_CACHE"] = tempfile.mkdtemp(prefix="bench-rome-cache-")
     folder, model = reference_gpt2()
@@ -35,16 +34,14 @@ def run() -> list[Ratio]:
     target_ids = model.tokenizer.encode(TARGET, add_special_tokens=False)
     rows = [tokenize(model, t).tokens[0].tolist() + target_ids[:-1] for t in texts]
     rows.append(tokenize(model, rome.KL_PROMPT.format(SUBJECT)).tokens[0].tolist())
-    tokens = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
+    tokens = pad_right(rows, pad_id(model.tokenizer)).tokens
     delta = torch.zeros(model.cfg.d_model, requires_grad=True)
 
     def edit_once():
         rome.edit(model, prompt=PROMPT, subject=SUBJECT, target=TARGET, layer=layer, config=config).undo()
 
     def forward_backward():
-        with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda x, hook: x + delta)]):
+        with hooked(model, [(hook_name("mlp_out", layer), lambda x, hook: x + delta)]):
             loss = model(tokens).float().log_softmax(-1)[:, -1, 0].mean()
         torch.autograd.grad(loss, [delta])
 

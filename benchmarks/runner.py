@@ -75,7 +75,7 @@ def reference_gpt2() -> tuple[Path, Any]:
     import tempfile
 
     import interp
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
+    from interp.core.toy_models import ToyConfig, save_toy_checkpoint
 
     try:
         folder = interp.reference.path("ref-gpt2")

@@ -5,21 +5,37 @@ returned :class:`Capture`.
 """
 
 from interp import journey, reference, rome
-from interp.activation_view import ACTIVATION_SITES, ActivationView, PositionSummary, activation_view
-from interp.attention_view import AttentionView, attention_view
-from interp.capture import ALIASES, Capture, NotCapturedError, capture, expand_kv_heads, resolve_names
-from interp.generate import Generation, NextToken, generate, next_token
-from interp.head_knockout import HeadKnockout, knock_out_head
-from interp.heads import HeadCensus, head_census
-from interp.induction import InductionReport, find_induction_heads
-from interp.journey.embeddings import analogy
-from interp.lens import LensResult, logit_lens
-from interp.loading import check_checkpoint_dir, load
-from interp.model_info import ModelInfo, check_head, check_layer, model_info
-from interp.speculative import SpeculativeGeneration, speculative_generate
-from interp.tokens import Tokenized, str_tokens, to_single_token, tokenize
+from interp.core import (
+    ALIASES,
+    Capture,
+    ModelInfo,
+    NotCapturedError,
+    Tokenized,
+    capture,
+    check_checkpoint_dir,
+    check_head,
+    check_layer,
+    expand_kv_heads,
+    load,
+    model_info,
+    resolve_names,
+    str_tokens,
+    to_single_token,
+    tokenize,
+)
+from interp.generation import Generation, NextToken, SpeculativeGeneration, generate, next_token, speculative_generate
+from interp.heads import HeadCensus, HeadKnockout, InductionReport, find_induction_heads, head_census, knock_out_head
+from interp.journey import analogy
+from interp.lens import LensResult, TunedLens, logit_lens
 from interp.tracing import TraceResult, causal_trace
-from interp.tuned_lens import TunedLens
+from interp.views import (
+    ACTIVATION_SITES,
+    ActivationView,
+    AttentionView,
+    PositionSummary,
+    activation_view,
+    attention_view,
+)
 
 __all__ = [
     "ACTIVATION_SITES",

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from interp.capture import capture
-from interp.model_info import model_info
-from interp.tokens import str_tokens, tokenize
+from interp.core.capturing import capture
+from interp.core.hooks import LAYER_SITES, hook_name, hooked
+from interp.core.model_info import model_info
+from interp.core.tokens import str_tokens, tokenize
 
-KINDS = {"resid": "blocks.{L}.hook_resid_post", "mlp": "blocks.{L}.hook_mlp_out", "attn": "blocks.{L}.hook_attn_out"}
+KINDS = {"resid": LAYER_SITES["resid_post"], "mlp": LAYER_SITES["mlp_out"], "attn": LAYER_SITES["attn_out"]}
 """Hook restored by each trace kind (``{L}`` is the layer)."""
 
 
@@ -226,9 +227,9 @@ def trace_state(
 
         return hook
 
-    hooks = [("hook_embed", _noise_hook(draws, span, repeat=1))]
+    hooks = [(hook_name("embed"), _noise_hook(draws, span, repeat=1))]
     hooks += [(name, put_back(name, pos)) for name, pos in restore.items()]
-    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+    with torch.no_grad(), hooked(model, hooks):
         logits = model(tokens.repeat(samples, 1))
     return float(logits[:, -1].float().softmax(-1)[:, answer_id].mean())
 
@@ -260,13 +261,13 @@ def _answer_prob(
     # i % samples. Without positions there is one row per draw and nothing is restored.
     samples = draws.shape[0]
     repeat = len(positions) if positions is not None else 1
-    hooks = [("hook_embed", _noise_hook(draws, span, repeat))]
+    hooks = [(hook_name("embed"), _noise_hook(draws, span, repeat))]
     if positions is not None:
         rows = torch.arange(repeat * samples, device=tokens.device)
         where = torch.tensor(positions, device=tokens.device).repeat_interleave(samples)
         for name, clean in restore.items():
             hooks.append((name, _restore_hook(clean, rows, where)))
-    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+    with torch.no_grad(), hooked(model, hooks):
         logits = model(tokens.repeat(repeat * samples, 1))
     return logits[:, -1].float().softmax(-1)[:, answer_id]
 

@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float, Int
 
 import interp
+from interp.core.hooks import hook_name as core_hook_name
 from probes.task import ProbeTask, check_positions
 
 SITES = ("attn_out", "mlp_out", "resid_mid", "resid_post", "resid_pre")
@@ -43,7 +44,7 @@ def hook_name(site: str, layer: int) -> str:
     """
     if site not in SITES:
         raise ValueError(f"site={site!r}; valid sites are {', '.join(SITES)}")
-    return f"blocks.{layer}.hook_{site}"
+    return core_hook_name(site, layer)
 
 
 def check_layers(model: Any, layers: list[int] | None) -> list[int]:

@@ -1,15 +1,15 @@
-"""Figures of probe results, shared by the CLI, the dashboard and notebooks."""
+"""Figures of probe results, shared by the CLI, the dashboard and notebooks.
+
+The functions read a result's fields and import nothing from the modules that define the results,
+so :mod:`probes.report` and :mod:`probes.steering` can import this module without a cycle.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from probes.report import ProbeReport
-    from probes.steering import SteeringEffect
+from typing import Any
 
 
-def accuracy_figure(report: ProbeReport) -> Any:
+def accuracy_figure(report: Any) -> Any:
     """Test accuracy, control accuracy and selectivity across layers, with the majority baseline.
 
     Args:
@@ -43,7 +43,7 @@ def accuracy_figure(report: ProbeReport) -> Any:
     return fig
 
 
-def steering_figure(effect: SteeringEffect) -> Any:
+def steering_figure(effect: Any) -> Any:
     """Next-token probabilities before and after steering, for the most changed tokens.
 
     Args:

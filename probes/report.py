@@ -23,7 +23,9 @@ from jaxtyping import Float, Int
 
 from probes.activations import SITES, check_layers, collect
 from probes.logistic import LogisticConfig, LogisticFit, fit_logistic, predict
+from probes.plots import accuracy_figure
 from probes.task import Label, ProbeTask, control_labels, split_by_group
+from probes.world_tasks import world_task
 
 
 @dataclass
@@ -146,8 +148,6 @@ class ProbeReport:
 
     def figure(self) -> Any:
         """Accuracy and control accuracy across layers (plotly)."""
-        from probes.plots import accuracy_figure
-
         return accuracy_figure(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,8 +224,6 @@ def fit(
     """
     config = config or ProbeConfig()
     if isinstance(task, str):
-        from probes.world_tasks import world_task
-
         task = world_task(task, model, seed=seed)
     if site not in SITES:
         raise ValueError(f"site={site!r}; valid sites are {', '.join(SITES)}")

@@ -12,7 +12,9 @@ import torch
 from jaxtyping import Float
 
 import interp
+from interp.core.hooks import hooked
 from probes.activations import hook_name
+from probes.plots import steering_figure
 from probes.report import Probe
 from probes.task import Label
 
@@ -63,7 +65,7 @@ def steer(model: Any, probe: Probe, label: Label, alpha: float) -> Iterator[Stee
     def add(x: torch.Tensor, hook: Any) -> torch.Tensor:
         return x + vector
 
-    with model.hooks(fwd_hooks=[(name, add)]):
+    with hooked(model, [(name, add)]):
         yield Steering(hook=name, vector=vector)
 
 
@@ -106,8 +108,6 @@ class SteeringEffect:
 
     def figure(self) -> Any:
         """Bars of before/after probabilities of the most changed tokens (plotly)."""
-        from probes.plots import steering_figure
-
         return steering_figure(self)
 
 

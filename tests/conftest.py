@@ -1,7 +1,7 @@
 """Shared fixtures: tiny random-weight GPT-2 and Llama (GQA) checkpoints saved in HF layout.
 
 Built once per session from configs (never downloaded), seeded, and saved to a temporary
-directory with a small byte-level BPE tokenizer (:mod:`interp.toy_models`), so tests exercise
+directory with a small byte-level BPE tokenizer (:mod:`interp.core.toy_models`), so tests exercise
 the real loading path. Other test modules reuse ``tiny_gpt2``, ``tiny_llama`` and the
 parametrized ``tiny_model``; the loaded models are shared, so tests must not modify them
 (load a fresh copy from ``tiny_gpt2_dir`` / ``tiny_llama_dir`` to edit weights).
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import interp
-from interp.toy_models import ToyConfig, save_toy_checkpoint
+from interp.core.toy_models import ToyConfig, save_toy_checkpoint
 
 TINY_GPT2 = ToyConfig(arch="gpt2", n_layers=2, n_heads=4, d_model=32, d_mlp=128, n_ctx=32, vocab_size=300)
 """GPT-2: 2 layers, 4 heads, d_model 32, d_mlp 128, n_ctx 32, vocab 300."""

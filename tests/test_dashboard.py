@@ -6,6 +6,7 @@ the reference checkpoints are exercised in the slow test at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -50,6 +51,23 @@ def _shared_model(model_dir: Path):
     import app_shell
 
     return app_shell.load_model(str(model_dir), "cpu", "float32")
+
+
+def test_cache_keys_name_the_library_function():
+    import interp
+    import probes
+
+    if str(APPS) not in sys.path:
+        sys.path.insert(0, str(APPS))
+    import app_shell
+
+    funcs = [interp.head_census, interp.find_induction_heads, interp.TunedLens.load_for, probes.fit, interp.journey.run]
+    names = [app_shell.cache_name(f) for f in funcs]
+    assert len(set(names)) == len(names)
+    assert names[2].endswith(".TunedLens.load_for")
+    for unnamed in (lambda model: model, functools.partial(probes.fit), Path(".").resolve):
+        with pytest.raises(TypeError, match="cannot cache"):
+            app_shell.cache_name(unnamed)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])

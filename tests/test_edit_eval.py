@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import interp
-from interp import edit_eval, rome
-from interp.edit_eval import EditCase, make_cases, ngram_entropy, split_facts
+from interp import rome
+from interp.rome import counterfact as edit_eval
+from interp.rome.counterfact import EditCase, make_cases, ngram_entropy, split_facts
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import interp
-from interp import kv_cache
-from interp.generate import STEPS, _Stopper, pipeline, sampling_probs
-from interp.speculative import verify
+from interp.core import kv_cache
+from interp.generation import STEPS, pipeline, sampling_probs, verify
+from interp.generation.decoding import Stopper
 
 PROMPT = "The cat sat on the mat"
 
@@ -181,7 +181,7 @@ def test_stop_strings_and_end_of_text(tiny_gpt2):
     assert stopped.text == ""
     never = interp.generate(tiny_gpt2, PROMPT, max_new_tokens=6, temperature=0, stop="#never#", stop_at_eos=False)
     assert never.stop_reason == "max_new_tokens" and never.text == full.text
-    stopper = _Stopper(tiny_gpt2.tokenizer, None, stop_at_eos=True)
+    stopper = Stopper(tiny_gpt2.tokenizer, None, stop_at_eos=True)
     eos = tiny_gpt2.tokenizer.eos_token_id
     assert stopper.check([5, eos]) == "eos" and stopper.text([5, eos]) == tiny_gpt2.tokenizer.decode([5])
     with pytest.raises(ValueError, match="stop strings"):

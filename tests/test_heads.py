@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import interp
-from interp.heads import TYPES, head_census
-from interp.induction import repeated_random_tokens
+from interp.heads.census import TYPES, head_census
+from interp.heads.induction import repeated_random_tokens
 
 PROMPTS = ["The cat sat on the mat and the cat sat on the mat.", "One two three one two three", "Paris is in France"]
 
@@ -119,7 +119,7 @@ def test_labels_planted_heads(tmp_path):
 
 
 def test_default_prompts(tiny_gpt2):
-    from interp.heads import default_census_tokens
+    from interp.heads.census import default_census_tokens
 
     tokens = default_census_tokens(tiny_gpt2, seed=2)
     assert tokens.shape == (16, 31) and (tokens[:, 0] == 0).all()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import interp
-from interp.world_text import world_tokens
+from interp.reference.world_text import world_tokens
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import interp
-from interp.induction import find_induction_heads, repeated_random_tokens
+from interp.heads.induction import find_induction_heads, repeated_random_tokens
 
 
 def _hf_final_norm_and_unembed(model):

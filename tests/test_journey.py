@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import interp
 from interp import journey
-from interp.generate import sampling_probs
+from interp.generation import sampling_probs
 from interp.journey.architecture import facts_from_config, facts_from_model
 from interp.journey.positions import rope_parameters
 

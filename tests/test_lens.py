@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import interp
-from interp.lens import logit_lens
-from interp.tuned_lens import FILENAME, TunedLens
+from interp.lens.logit import logit_lens
+from interp.lens.tuned import FILENAME, TunedLens
 
 PROMPTS = ["The cat sat on the mat", "Paris is the capital of France and"]
 
@@ -104,7 +104,7 @@ def test_outputs(tiny_gpt2):
 
 
 def test_identity_tuned_lens_is_the_logit_lens(tiny_model):
-    from interp.tuned_lens import _identity
+    from interp.lens.tuned import _identity
 
     info = interp.model_info(tiny_model)
     lens = TunedLens(info.n_layers, info.d_model, _identity(tiny_model, info))
@@ -112,7 +112,7 @@ def test_identity_tuned_lens_is_the_logit_lens(tiny_model):
 
 
 def test_tuned_lens_trains_saves_and_refuses_other_models(tiny_gpt2, tiny_llama, tmp_path):
-    from interp.world_text import world_tokens
+    from interp.reference.world_text import world_tokens
 
     lens = TunedLens.train(tiny_gpt2, steps=40, n_seqs=8, lr=3e-3, progress=False)
     held_out = world_tokens(tiny_gpt2, 8, seed=99)

@@ -11,6 +11,7 @@ import torch
 
 import interp
 from interp import reference
+from interp.core import embedded
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_embedded_name_reads_registry_checkpoint(tiny_gpt2_dir, tmp_path, monkey
     folder = tmp_path / "ref-gpt2"
     shutil.copytree(tiny_gpt2_dir, folder)
     (folder / "world.json").write_text(json.dumps({"prepend_bos": False}))
-    monkeypatch.setattr(reference.registry, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr(embedded, "CHECKPOINTS", tmp_path)
     model = interp.load("ref-gpt2", device="cpu")
     assert interp.model_info(model).prepend_bos is False
     assert interp.tokenize(model, "The cat").tokens[0, 0] != model.tokenizer.bos_token_id
@@ -62,7 +63,7 @@ def test_embedded_name_reads_registry_checkpoint(tiny_gpt2_dir, tmp_path, monkey
 
 
 def test_embedded_name_without_checkpoint_names_the_path(tmp_path, monkeypatch, no_network):
-    monkeypatch.setattr(reference.registry, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr(embedded, "CHECKPOINTS", tmp_path)
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "ref-llama")):
         interp.load("ref-llama")
 
@@ -161,7 +162,7 @@ def test_dtype_is_applied(tiny_gpt2_dir):
 
 
 def test_transformerlens_generate_uses_the_kv_cache_correctly(tiny_model):
-    """interp.load repairs the bridge's KV cache (see interp.kv_cache): TL's own generate agrees with itself."""
+    """interp.load repairs the bridge's KV cache (see interp.core.kv_cache): TL's own generate agrees with itself."""
     tokens = interp.tokenize(tiny_model, "the cat sat").tokens
     kwargs = dict(max_new_tokens=6, do_sample=False, verbose=False)
     cached = tiny_model.generate(tokens, use_past_kv_cache=True, **kwargs)

@@ -15,14 +15,18 @@ import torch
 from typer.testing import CliRunner
 
 import interp
-from interp import edit_eval, rome
+from interp import rome
+from interp.cards import measure
+from interp.cards.circuits import heads_section, lens_section, tracing_section
+from interp.cards.representations import embeddings_section, probes_section, rome_section
+from interp.cards.scoring import WorldScores
+from interp.cards.tables import dec2, dec3, kl_cell, pct
+from interp.cards.targets import targets_section
 from interp.cli import app
-from interp.journey.embeddings import analogy_accuracy
-from interp.reference import measure
-from interp.reference.evaluate import WorldScores
+from interp.core.toy_models import ToyConfig, save_toy_checkpoint
+from interp.journey import analogy_accuracy
 from interp.reference.world import World
-from interp.toy_models import ToyConfig, save_toy_checkpoint
-from interp.world_text import world_tokens
+from interp.reference.world_text import world_tokens
 
 DEEPER_GPT2 = ToyConfig(arch="gpt2", n_layers=3, n_heads=2, d_model=32, d_mlp=64, n_ctx=64, vocab_size=300, seed=1)
 """GPT-2 with 3 layers, 2 heads and 64 positions (world prompts fit)."""
@@ -87,7 +91,7 @@ def tables(body: str) -> list[list[list[str]]]:
 
 
 def test_heads_section_ranks_heads_and_names_the_previous_token_head(tiny_model):
-    body, numbers = measure.heads_section(tiny_model, batch=4)
+    body, numbers = heads_section(tiny_model, batch=4)
     (table,) = tables(body)
     report = interp.find_induction_heads(tiny_model, batch=4)
     census = interp.head_census(tiny_model)
@@ -107,7 +111,7 @@ def test_heads_section_ranks_heads_and_names_the_previous_token_head(tiny_model)
 
 def test_lens_section_has_a_column_per_layer(world_model, world):
     tuned = interp.TunedLens.train(world_model, steps=2, n_seqs=4, progress=False)
-    body, numbers = measure.lens_section(world_model, world, n_seqs=4, tuned=tuned)
+    body, numbers = lens_section(world_model, world, n_seqs=4, tuned=tuned)
     kl, top1 = tables(body)
     n_layers = world_model.cfg.n_layers
     assert kl[0] == ["lens", "embed", *[f"after block {layer}" for layer in range(n_layers)]]
@@ -117,7 +121,7 @@ def test_lens_section_has_a_column_per_layer(world_model, world):
     torch.testing.assert_close(torch.tensor(numbers["kl_tuned"]), tuned.apply(world_model, held).kl_to_final(),
                                rtol=1e-5, atol=1e-6)
     assert [row[0] for row in kl[1:]] == ["logit", "tuned"]
-    assert kl[1][1:] == [measure._kl(x) for x in numbers["kl_logit"]] and kl[1][-1] == "0"
+    assert kl[1][1:] == [kl_cell(x) for x in numbers["kl_logit"]] and kl[1][-1] == "0"
     assert top1[0][3:] == kl[0][1:] and len(top1) == 5
     one_token = sum(len(world_model.tokenizer.encode(" " + f["object"], add_special_tokens=False)) == 1
                     for f in world["facts"])
@@ -129,18 +133,18 @@ def test_lens_section_has_a_column_per_layer(world_model, world):
 
 
 def test_lens_section_without_a_tuned_lens_says_so(tiny_llama, world):
-    body, numbers = measure.lens_section(tiny_llama, world, n_seqs=2)
+    body, numbers = lens_section(tiny_llama, world, n_seqs=2)
     assert numbers["kl_tuned"] is None and "No tuned lens" in body
     assert [row[1] for row in tables(body)[1][1:]] == ["logit", "logit"]
 
 
 def test_tracing_section_averages_the_traces(world_model, world):
-    body, numbers = measure.tracing_section(world_model, world, n_facts=3, samples=2)
+    body, numbers = tracing_section(world_model, world, n_facts=3, samples=2)
     (table,) = tables(body)
     n_layers = world_model.cfg.n_layers
     assert table[0] == ["restored state", *[f"L{layer}" for layer in range(n_layers)]] and len(table) == 5
     for row, key in zip(table[1:], ("resid_subject", "mlp_subject", "resid_last", "mlp_last"), strict=True):
-        assert row[1:] == [measure._dec2(x) for x in numbers[key]]
+        assert row[1:] == [dec2(x) for x in numbers[key]]
     assert len(numbers["facts"]) == 3
     for kind in ("resid", "mlp"):
         expected = interp.tracing.average_indirect_effect(world_model, numbers["facts"], kind=kind, samples=2)
@@ -153,8 +157,8 @@ def test_rome_section_matches_edit_eval_and_restores_the_model(deeper_gpt2_dir, 
     model = interp.load(deeper_gpt2_dir, device="cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = rome.RomeConfig(n_prefixes=2, prefix_tokens=4, steps=5, stats_samples=8)
-    body, numbers = measure.rome_section(model, world, layer=0, n=3, fluency_tokens=4, rome_config=config,
-                                         layer_n=2, progress=False)
+    body, numbers = rome_section(model, world, layer=0, n=3, fluency_tokens=4, rome_config=config, layer_n=2,
+                                 progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     table, by_relation, by_layer = tables(body)
     assert [row[0] for row in table[1:]] == ["unedited", "ROME (layer 0)", "constrained fine-tuning"]
@@ -164,26 +168,26 @@ def test_rome_section_matches_edit_eval_and_restores_the_model(deeper_gpt2_dir, 
     layers = [str(k) for k in range(n_layers - 1)]
     assert [row[0] for row in by_layer[1:]] == layers == [str(k) for k in numbers["per_layer"]]
     # Layer 0 on the first 2 cases is what the first 2 cases of the main run did there.
-    first_two = edit_eval.evaluate(model, edit_eval.make_cases(world, 2, seed=0, split="test"), layer=0, config=config,
-                                   fluency_tokens=0, progress=False).summary().iloc[0]
+    first_two = rome.evaluate(model, rome.make_cases(world, 2, seed=0, split="test"), layer=0, config=config,
+                              fluency_tokens=0, progress=False).summary().iloc[0]
     assert numbers["per_layer"][0]["paraphrase"] == pytest.approx(float(first_two["post_paraphrase"]))
     assert numbers["n"] == 3 and numbers["layers_used"] == {0: 3}
     for row, method in zip(table[1:], ("unedited", "rome", "ft"), strict=True):
-        assert row[1] == measure._pct(numbers[method]["efficacy"], 1)
-        assert row[4] == measure._pct(numbers[method]["neighbourhood"], 1)
-    cases = edit_eval.make_cases(world, 3, seed=0, split="test")
-    unedited = edit_eval.evaluate(model, cases, method="none", fluency_tokens=4, progress=False).summary().iloc[0]
+        assert row[1] == pct(numbers[method]["efficacy"], 1)
+        assert row[4] == pct(numbers[method]["neighbourhood"], 1)
+    cases = rome.make_cases(world, 3, seed=0, split="test")
+    unedited = rome.evaluate(model, cases, method="none", fluency_tokens=4, progress=False).summary().iloc[0]
     for metric in ("efficacy", "efficacy_magnitude", "paraphrase", "neighbourhood", "rewrite_acc"):
         assert numbers["unedited"][metric] == pytest.approx(float(unedited[f"post_{metric}"]))
     assert "--n 3 --split test --layer 0 --seed 0" in body
 
 
 def test_probes_section_reports_every_layer(tiny_llama, world):
-    body, numbers = measure.probes_section(tiny_llama, world, tasks=["city_country"])
+    body, numbers = probes_section(tiny_llama, world, tasks=["city_country"])
     (table,) = tables(body)
     assert table[0] == ["task", "L0", "L1", "peak"]
     probe = numbers["city_country"]
-    cells = [f"{measure._dec3(a)}/{measure._dec3(c)}/{measure._dec3(s)}"
+    cells = [f"{dec3(a)}/{dec3(c)}/{dec3(s)}"
              for a, c, s in zip(probe["accuracy"], probe["control"], probe["selectivity"], strict=True)]
     assert table[1][1:] == [*cells, str(probe["peak"])]
     assert probe["peak"] == max(probe["layers"], key=lambda layer: probe["accuracy"][layer])
@@ -191,7 +195,7 @@ def test_probes_section_reports_every_layer(tiny_llama, world):
 
 
 def test_probes_section_all_tasks(world_model, world):
-    body, numbers = measure.probes_section(world_model, world)
+    body, numbers = probes_section(world_model, world)
     (table,) = tables(body)
     assert len(table[0]) == world_model.cfg.n_layers + 2
     assert [row[0].split(" (")[0] for row in table[1:]] == list(numbers) == [
@@ -200,12 +204,12 @@ def test_probes_section_all_tasks(world_model, world):
 
 def test_embeddings_section_scores_one_token_pairs(tiny_gpt2, world):
     pairs = [["Mary", "John"], ["and", "the"], ["sat", "on"], ["king", "queen"]]
-    body, numbers = measure.embeddings_section(tiny_gpt2, dict(world, tasks={"gender_pairs": {"pairs": pairs}}))
+    body, numbers = embeddings_section(tiny_gpt2, dict(world, tasks={"gender_pairs": {"pairs": pairs}}))
     expected = analogy_accuracy(tiny_gpt2, [tuple(p) for p in pairs], k=5)
     assert numbers["questions"] == expected.n == 6
     assert numbers["top1"] == expected.top1 and numbers["topk"] == expected.topk
     (table,) = tables(body)
-    assert table[1:] == [["top-1", measure._pct(expected.top1, 1)], ["top-5", measure._pct(expected.topk, 1)]]
+    assert table[1:] == [["top-1", pct(expected.top1, 1)], ["top-5", pct(expected.topk, 1)]]
     assert "king" in body and numbers["king_man_woman"] is None and "not measurable" in body
 
 
@@ -213,7 +217,7 @@ def test_targets_section_marks_met_missed_and_unmeasured():
     scores = WorldScores(recall_train={"a": 1.0, "b": 0.5}, recall_heldout={"a": 0.85, "b": 0.2},
                          repeat_loss_first=4.0, repeat_loss_second=0.05, agreement=0.95, ioi=0.5, ioi_top1=0.3)
     probes = {"city_country": {"layers": [0, 1], "accuracy": [0.95, 0.5], "selectivity": [0.2, 0.4], "peak": 0}}
-    body, numbers = measure.targets_section(scores, {"probes": probes})
+    body, numbers = targets_section(scores, {"probes": probes})
     status = {row["target"]: row["status"] for row in numbers["targets"]}
     assert status["fact recall, a, training templates"] == "met"
     assert status["fact recall, b, training templates"] == "missed"

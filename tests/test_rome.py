@@ -116,8 +116,8 @@ def test_reference_edits_meet_a_floor_of_the_targets(name):
 
     ROME edits generalise to held-out wordings and mostly spare other subjects of the relation.
     """
-    from interp.edit_eval import evaluate, make_cases
     from interp.reference import load_world
+    from interp.rome.counterfact import evaluate, make_cases
 
     model = interp.load(name, device="cpu")
     before = snapshot(model)
@@ -174,7 +174,7 @@ def test_save_load_round_trip(model, tmp_path):
 
 
 def test_mismatched_model_is_refused(model, tiny_gpt2_dir, tmp_path):
-    from interp.toy_models import ToyConfig, save_toy_checkpoint
+    from interp.core.toy_models import ToyConfig, save_toy_checkpoint
 
     change = rome.edit(model, prompt=PROMPT, subject=SUBJECT, target=other_target(model), layer=0, config=CONFIG)
     change.save(tmp_path / "edit.safetensors")

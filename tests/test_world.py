@@ -152,7 +152,7 @@ def test_unknown_world_version_is_refused():
 
 
 def test_chatter_verbs_agree_with_their_subjects():
-    from interp.reference.world import CHATTER_PLURAL, CHATTER_SINGULAR, CHATTER_VERB_PAIRS
+    from interp.reference.lexicon import CHATTER_PLURAL, CHATTER_SINGULAR, CHATTER_VERB_PAIRS
 
     world = World(WorldConfig(seed=5))
     plural_of = {s: False for s in CHATTER_SINGULAR} | {s: True for s in CHATTER_PLURAL}
@@ -191,7 +191,7 @@ def test_quick_recipe_trains_and_loads(tmp_path):
 def test_continued_recipe_starts_from_the_checkpoint_and_keeps_its_log(tmp_path):
     from safetensors.torch import load_file
 
-    from interp.reference.card import loss_curve, recipe
+    from interp.cards.card import loss_curve, recipe
     from interp.reference.train import train
 
     train("llama", tmp_path / "a", preset="quick", steps=12, log_every=4)
@@ -276,7 +276,7 @@ def test_checkpoint_meets_a_loose_floor_of_its_targets(name):
     The floors sit below the targets: they catch a broken or swapped checkpoint, not a missed target (the shipped
     models measure 0.915 and 0.925 on the indirect-object task; `test_checkpoint_meets_its_targets` holds 0.9).
     """
-    from interp.reference.evaluate import fact_recall, pairwise_accuracy, repeat_losses
+    from interp.cards.scoring import fact_recall, pairwise_accuracy, repeat_losses
 
     model = interp.load(name)
     world = json.loads((path(name) / "world.json").read_text())
@@ -298,7 +298,7 @@ list and the cards are out of date)."""
 @pytest.mark.slow
 @pytest.mark.parametrize("name", names())
 def test_checkpoint_meets_its_targets(name):
-    from interp.reference.evaluate import evaluate
+    from interp.cards.scoring import evaluate
 
     model = interp.load(name)
     scores = evaluate(model, path(name) / "world.json")
@@ -316,7 +316,7 @@ def test_checkpoint_meets_its_targets(name):
 def test_shipped_checkpoints_match_this_world_and_keep_names_and_nouns_whole():
     from tokenizers import Tokenizer
 
-    from interp.reference.train import single_token_words
+    from interp.reference.tokenizer import single_token_words
 
     for name in names():
         shipped = json.loads((path(name) / "world.json").read_text())
@@ -355,8 +355,8 @@ def test_generator_still_makes_the_corpus_the_shipped_checkpoints_saw():
 def test_world_train_command_continues_a_checkpoint(tmp_path):
     from typer.testing import CliRunner
 
+    from interp.cards.card import recipe
     from interp.cli import app
-    from interp.reference.card import recipe
 
     runner = CliRunner()
     first = runner.invoke(app, ["world", "train", "--arch", "gpt2", "--quick", "--steps", "3", "--out",

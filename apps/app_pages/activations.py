@@ -1,8 +1,8 @@
 """Activations browser: one layer and site as positions × dimensions, per-token norms, one token's vector."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
 import interp
 
 SITE_LABELS = {
@@ -21,7 +21,7 @@ def render() -> None:
     left, middle, right = st.columns([2, 3, 2])
     layer = left.slider("Layer", 0, ctx.info.n_layers - 1, 0, key="act_layer")
     site = middle.selectbox("Site", list(interp.ACTIVATION_SITES), format_func=SITE_LABELS.get, key="act_site")
-    view = app_shell.cached("interp.activation_view", ctx.key, ctx.prompt, layer, site)
+    view = app_shell.cached(interp.activation_view, ctx.key, ctx.prompt, layer, site)
     width = view.values.shape[1]
     top = right.slider(
         "Show top dims (by peak |value|)", 1, width, min(width, 64 if site == "neurons" else width), key=f"act_top_{site}"

@@ -1,15 +1,16 @@
 """Attention: every head of a layer on one colour scale, one head's pattern, and what a token attends to."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
+import interp
 
 
 def render() -> None:
     st.title("Attention")
     ctx = app_shell.context()
     layer = st.slider("Layer", 0, ctx.info.n_layers - 1, 0, key="attn_layer")
-    view = app_shell.cached("interp.attention_view", ctx.key, ctx.prompt, layer)
+    view = app_shell.cached(interp.attention_view, ctx.key, ctx.prompt, layer)
     if ctx.info.is_gqa:
         st.caption(
             f"Grouped-query attention: {view.n_heads} query heads share {view.n_kv_heads} key/value heads "

@@ -7,10 +7,12 @@ session's ``st.session_state``, so other sessions and every cached result keep t
 import copy
 import math
 
+import app_shell
 import streamlit as st
 
-import app_shell
 import interp
+from interp import rome
+from interp.rome.counterfact import score_targets
 
 # Session-state key of this session's edit: the edited copy, the Edit, and the request. (A comment,
 # not a docstring: Streamlit's "magic" would print a bare string literal on the page.)
@@ -26,8 +28,6 @@ def _edited_copy(ctx: app_shell.Context):
 
 
 def _probabilities(model, pairs: list[tuple[str, str]]) -> list[float]:
-    from interp.edit_eval import score_targets
-
     # score_targets gives the mean token NLL; exp(-NLL) is the (per-token geometric mean) probability.
     return [math.exp(-nll) for nll, _ in score_targets(model, pairs)]
 
@@ -43,11 +43,6 @@ def _table(pairs, before, after):
 
 def render() -> None:
     st.title("Fact editor")
-    if app_shell.missing("interp.rome.edit", "the ROME issue"):
-        return
-    from interp import rome
-    from interp.generate import generate
-
     ctx = app_shell.context(need_prompt=False)
     st.caption(
         "Trace where the model stores a fact about a subject, then rewrite it with ROME (a rank-one change to one "
@@ -74,7 +69,7 @@ def render() -> None:
 
     st.subheader("Causal trace")
     with st.spinner("Tracing (corrupt the subject, restore one state at a time)…"):
-        trace = app_shell.cached("interp.tracing.causal_trace", ctx.key, prompt, subject)
+        trace = app_shell.cached(interp.causal_trace, ctx.key, prompt, subject)
     st.plotly_chart(trace.figure(), key="fe_trace")
 
     pairs = [(prompt, target)]
@@ -111,9 +106,9 @@ def render() -> None:
     st.subheader("Generation")
     gen_cols = st.columns(2)
     greedy = dict(max_new_tokens=12, temperature=0.0, seed=0)
-    gen_cols[0].markdown(f"**Before:** {prompt}{generate(ctx.model, prompt, **greedy).text}")
+    gen_cols[0].markdown(f"**Before:** {prompt}{interp.generate(ctx.model, prompt, **greedy).text}")
     if session is not None:
-        gen_cols[1].markdown(f"**After:** {prompt}{generate(session['model'], prompt, **greedy).text}")
+        gen_cols[1].markdown(f"**After:** {prompt}{interp.generate(session['model'], prompt, **greedy).text}")
 
 
 app_shell.run_page(render)

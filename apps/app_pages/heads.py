@@ -1,8 +1,9 @@
 """Heads: the census of head behaviours, the induction report, and knocking out one head live."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
+import interp
 
 
 def render() -> None:
@@ -16,7 +17,7 @@ def render() -> None:
         "and the loss increase when the head is mean-ablated. Cells carry each head's label."
     )
     with st.spinner("Scoring every head…"):
-        census = app_shell.cached("interp.heads.head_census", ctx.key)
+        census = app_shell.cached(interp.head_census, ctx.key)
     st.plotly_chart(census.figure(), key="heads_census")
     with st.expander("Census table"):
         st.dataframe(census.to_frame(), hide_index=True)
@@ -27,7 +28,7 @@ def render() -> None:
         "first occurrence (induction), the OV circuit's copying score, and the loss increase under ablation."
     )
     with st.spinner("Running the induction probe…"):
-        report = app_shell.cached("interp.induction.find_induction_heads", ctx.key)
+        report = app_shell.cached(interp.find_induction_heads, ctx.key)
     st.plotly_chart(report.figure(), key="heads_induction")
     with st.expander("Induction table"):
         st.dataframe(report.to_frame(), hide_index=True)
@@ -37,7 +38,7 @@ def render() -> None:
     layer = cols[0].selectbox("Layer", range(ctx.info.n_layers), key="ko_layer")
     head = cols[1].selectbox("Head", range(ctx.info.n_heads), key="ko_head")
     method = cols[2].radio("Ablation", ["zero", "mean"], horizontal=True, key="ko_method")
-    result = app_shell.cached("interp.knock_out_head", ctx.key, ctx.prompt, layer, head, method)
+    result = app_shell.cached(interp.knock_out_head, ctx.key, ctx.prompt, layer, head, method)
     metrics = st.columns(3)
     metrics[0].metric("clean loss (nats)", f"{result.clean_loss:.3f}")
     metrics[1].metric("knocked-out loss", f"{result.ablated_loss:.3f}", f"{result.delta:+.3f}", delta_color="inverse")

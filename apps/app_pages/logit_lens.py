@@ -1,8 +1,9 @@
 """Logit lens: what each layer would predict, and a target token's path across layers."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
+import interp
 
 
 def render() -> None:
@@ -17,10 +18,10 @@ def render() -> None:
     if kind == "logit":
         st.caption("Each layer's residual stream decoded with the model's final norm and unembedding.")
         with st.spinner("Decoding every layer…"):
-            lens = app_shell.cached("interp.logit_lens", ctx.key, ctx.prompt, target=target)
+            lens = app_shell.cached(interp.logit_lens, ctx.key, ctx.prompt, target=target)
     else:
         st.caption("Each layer's residual stream first translated by a learned affine map (tuned lens), then decoded.")
-        tuned = app_shell.cached("interp.TunedLens.load_for", ctx.key)
+        tuned = app_shell.cached(interp.TunedLens.load_for, ctx.key)
         lens = tuned.apply(ctx.model, ctx.prompt, target=target)
     st.plotly_chart(lens.figure(), key="lens_fig")
 

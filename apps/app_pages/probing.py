@@ -1,16 +1,13 @@
 """Probes: linear-probe accuracy per layer against a control task, for a reference-world probe task."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
+import probes
 
 
 def render() -> None:
     st.title("Probes")
-    if app_shell.missing("probes.fit", "the probes issue"):
-        return
-    import probes
-
     ctx = app_shell.context(need_prompt=False)
     cols = st.columns(2)
     task = cols[0].selectbox("Probe task", probes.TASKS, key="probe_task")
@@ -21,7 +18,7 @@ def render() -> None:
         "shows what the probe reads from the model rather than memorises."
     )
     with st.spinner(f"Fitting probes for {task} on every layer…"):
-        report = app_shell.cached("probes.fit", ctx.key, task, site=site)
+        report = app_shell.cached(probes.fit, ctx.key, task, site=site)
     st.plotly_chart(report.figure(), key="probe_fig")
     st.dataframe(report.to_frame(), hide_index=True)
 

@@ -1,16 +1,13 @@
 """Sampling: temperature, top-k and top-p with live probability bars, and a generate button."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
+import interp
 
 
 def render() -> None:
     st.title("Sampling")
-    if app_shell.missing("interp.generate.generate", "issue #8"):
-        return
-    from interp.generate import generate
-
     ctx = app_shell.context()
     cols = st.columns(3)
     temperature = cols[0].slider("Temperature (0 = greedy)", 0.0, 2.0, 1.0, 0.05, key="samp_temperature")
@@ -18,7 +15,7 @@ def render() -> None:
     top_p = cols[2].slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="samp_top_p")
     settings = dict(temperature=temperature, top_k=top_k or None, top_p=None if top_p >= 1.0 else top_p)
 
-    step = app_shell.cached("interp.generate.next_token", ctx.key, ctx.prompt, **settings)
+    step = app_shell.cached(interp.next_token, ctx.key, ctx.prompt, **settings)
     st.plotly_chart(step.figure(), key="samp_fig")
     with st.expander("Top tokens after every step"):
         st.dataframe(step.to_frame())
@@ -29,7 +26,7 @@ def render() -> None:
     seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key="samp_seed")
     if cols[2].button("Generate", key="samp_generate", type="primary"):
         with st.spinner("Sampling…"):
-            st.session_state["samp_result"] = generate(
+            st.session_state["samp_result"] = interp.generate(
                 ctx.model, ctx.prompt, max_new_tokens=max_new, seed=int(seed), **settings
             )
     result = st.session_state.get("samp_result")

@@ -1,8 +1,8 @@
 """Walkthrough: step one token through the model, stage by stage, with the real model's numbers."""
 
+import app_shell
 import streamlit as st
 
-import app_shell
 import interp
 
 STAGES = {
@@ -65,8 +65,6 @@ def _step() -> None:
 
 def render() -> None:
     st.title("Walkthrough: a token's journey")
-    if app_shell.missing("interp.journey.run", "issue #8"):
-        return
     ctx = app_shell.context()
     labels = app_shell.token_labels(interp.str_tokens(ctx.model, interp.tokenize(ctx.model, ctx.prompt).tokens[0]))
 
@@ -87,7 +85,7 @@ def render() -> None:
 
     with st.spinner("Following the token through the model…"):
         journey = app_shell.cached(
-            "interp.journey.run",
+            interp.journey.run,
             ctx.key,
             ctx.prompt,
             layer=layer,

@@ -1,12 +1,22 @@
-"""All nine stages of the token's journey from one capture, for the dashboard."""
+"""All nine stages of the token's journey from one capture, for the dashboard.
+
+1. :func:`~interp.journey.token_merges` 2. :func:`~interp.journey.nearest_tokens`,
+:func:`~interp.journey.analogy` 3. :func:`~interp.journey.positions` 4. :func:`~interp.journey.attention_head`
+5. :func:`~interp.journey.attention_heads` 6. :func:`~interp.journey.top_neurons`
+7. :func:`~interp.journey.residual_stream` 8. :func:`interp.next_token` 9. :func:`~interp.journey.architecture`;
+:func:`run` computes them all from one capture.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
 
-from interp.capture import capture
-from interp.generate import NextToken, next_token_from_logits
+from interp.core.capturing import capture
+from interp.core.hooks import hook_name
+from interp.core.model_info import check_layer, model_info
+from interp.core.tokens import Prompts
+from interp.generation import NextToken, next_token_from_logits
 from interp.journey.architecture import Architecture, architecture
 from interp.journey.attention import (
     AttentionHead,
@@ -15,14 +25,12 @@ from interp.journey.attention import (
     attention_heads,
     attention_names,
 )
-from interp.journey.embeddings import Neighbours, Token, analogy, nearest_tokens
 from interp.journey.common import check_position
+from interp.journey.embeddings import Neighbours, Token, analogy, nearest_tokens
 from interp.journey.ffn import TopNeurons, top_neurons
 from interp.journey.positions import LearnedPositions, RotaryPositions, positions
 from interp.journey.residual import ResidualStream, residual_names, residual_stream
 from interp.journey.tokens import TokenStage, token_merges
-from interp.model_info import check_layer, model_info
-from interp.tokens import Prompts
 
 
 @dataclass
@@ -93,7 +101,7 @@ def run(
         >>> journey.figures()["residual"].show()  # doctest: +SKIP
     """
     check_layer(model_info(model), layer)
-    names = [*attention_names(model, layer), f"blocks.{layer}.mlp.hook_post", *residual_names(model)]
+    names = [*attention_names(model, layer), hook_name("neurons", layer), *residual_names(model)]
     cap = capture(model, prompt, names=list(dict.fromkeys(names)))
     stage_tokens = token_merges(model, prompt, cap=cap)
     position = check_position(position, cap.tokens.shape[1])

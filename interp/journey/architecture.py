@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from interp import reference
-from interp.model_info import model_info
+from interp.core.model_info import model_info
+from interp.reference import registry
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,9 @@ def architecture(model: Any, compare: str | Sequence[Any] = "reference", public:
     if isinstance(compare, str):
         if compare != "reference":
             raise ValueError(f"compare={compare!r}; pass 'reference' or a list of models, directories or facts")
-        for name in reference.names():
+        for name in registry.names():
             try:
-                folder = reference.path(name)
+                folder = registry.path(name)
             except FileNotFoundError:
                 continue
             if Path(rows[0].name).resolve() != folder.resolve():

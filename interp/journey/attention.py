@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float
 
-from interp.capture import Capture
+from interp.core.capturing import Capture
+from interp.core.hooks import hook_name
+from interp.core.model_info import check_head, check_layer, model_info
+from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, prompt_str_tokens
-from interp.model_info import check_head, check_layer, model_info
-from interp.tokens import Prompts
 
 
 def kv_head_of(model: Any, head: int) -> int:
@@ -32,8 +33,8 @@ def kv_head_of(model: Any, head: int) -> int:
 def attention_names(model: Any, layer: int) -> list[str]:
     """Hook names :func:`attention_head` needs for ``layer``."""
     rotary = model_info(model).positional == "rotary"
-    qk = ("hook_rot_q", "hook_rot_k") if rotary else ("hook_q", "hook_k")
-    return [f"blocks.{layer}.attn.{n}" for n in (*qk, "hook_v", "hook_pattern", "hook_z")]
+    qk = ("rot_q", "rot_k") if rotary else ("q", "k")
+    return [hook_name(site, layer) for site in (*qk, "v", "pattern", "z")]
 
 
 @dataclass
@@ -214,7 +215,7 @@ def attention_heads(model: Any, prompt: Prompts | None = None, layer: int = 0, *
     """
     info = model_info(model)
     check_layer(info, layer)
-    cap = ensure_capture(model, prompt, cap, [f"blocks.{layer}.attn.hook_pattern"])
+    cap = ensure_capture(model, prompt, cap, [hook_name("pattern", layer)])
     return AttentionHeads(layer=layer, str_tokens=prompt_str_tokens(cap),
                           patterns=cap.pattern(layer)[0].float().cpu(),
                           kv_heads=[kv_head_of(model, h) for h in range(info.n_heads)])

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from interp.capture import Capture, capture
-from interp.tokens import Prompts, str_tokens
+from interp.core.capturing import Capture, capture
+from interp.core.tokens import Prompts, str_tokens
 
 
 def ensure_capture(model: Any, prompt: Prompts | None, cap: Capture | None, names: Sequence[str]) -> Capture:

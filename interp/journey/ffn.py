@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from interp.capture import Capture
+from interp.core.capturing import Capture
+from interp.core.hooks import hook_name
+from interp.core.model_info import check_layer, model_info
+from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, prompt_str_tokens, token_text, unembed
-from interp.model_info import check_layer, model_info
-from interp.tokens import Prompts
 
 
 @dataclass
@@ -86,7 +87,7 @@ def top_neurons(
     for name, value in (("k", k), ("n_tokens", n_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}; it must be an integer >= 1")
-    cap = ensure_capture(model, prompt, cap, [f"blocks.{layer}.mlp.hook_post"])
+    cap = ensure_capture(model, prompt, cap, [hook_name("neurons", layer)])
     position = check_position(position, cap.tokens.shape[1])
     acts = cap.neurons(layer)[0, position].float()
     w_out = model.W_out[layer].detach().float().to(acts.device)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 
-from interp.model_info import model_info
+from interp.core.model_info import model_info
 
 
 @dataclass

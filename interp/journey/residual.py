@@ -20,22 +20,24 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from interp.capture import Capture
-from interp.journey.common import check_position, ensure_capture, prompt_str_tokens, unembed
+from interp.core.capturing import Capture
+from interp.core.hooks import hook_name
+from interp.core.model_info import model_info
+from interp.core.tokens import Prompts
+from interp.journey.common import check_position, ensure_capture, unembed
 from interp.journey.embeddings import Token, resolve_token
-from interp.model_info import model_info
-from interp.tokens import Prompts
 
 
 def residual_names(model: Any, by_head: bool = False) -> list[str]:
     """Hook names :func:`residual_stream` needs."""
     info = model_info(model)
-    names = ["hook_embed", "ln_final.hook_scale"] + (["hook_pos_embed"] if info.positional == "learned" else [])
+    names = [hook_name("embed"), hook_name("ln_final_scale")]
+    names += [hook_name("pos_embed")] if info.positional == "learned" else []
     for layer in range(info.n_layers):
-        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.hook_mlp_out"]
+        names += [hook_name(site, layer) for site in ("resid_pre", "attn_out", "mlp_out")]
         if by_head:
-            names.append(f"blocks.{layer}.attn.hook_z")
-    return names + [f"blocks.{info.n_layers - 1}.hook_resid_post"]
+            names.append(hook_name("z", layer))
+    return names + [hook_name("resid_post", info.n_layers - 1)]
 
 
 @dataclass
@@ -120,7 +122,7 @@ def residual_stream(
     token_id = int(logits.argmax()) if token is None else resolve_token(model, token)
     labels, parts = _components(model, cap, position, by_head)
     stacked = torch.stack(parts).float()
-    scale = cap["ln_final.hook_scale"][0, position].float()
+    scale = cap[hook_name("ln_final_scale")][0, position].float()
     weight, bias = _final_norm(model)
     direction = unembed(model)[:, token_id].to(stacked.device)
     if info.norm == "layernorm":
@@ -140,10 +142,10 @@ def residual_stream(
 
 def _components(model: Any, cap: Capture, position: int, by_head: bool) -> tuple[list[str], list[torch.Tensor]]:
     info = model_info(model)
-    labels, parts = ["embed"], [cap["hook_embed"][0, position]]
+    labels, parts = ["embed"], [cap[hook_name("embed")][0, position]]
     if info.positional == "learned":
         labels.append("pos_embed")
-        parts.append(cap["hook_pos_embed"][0, position])
+        parts.append(cap[hook_name("pos_embed")][0, position])
     for layer in range(info.n_layers):
         if by_head:
             z = cap.z(layer)[0, position].float()

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
-from interp.capture import Capture
+from interp.core.capturing import Capture
+from interp.core.tokens import Prompts
 from interp.journey.common import ensure_capture, prompt_str_tokens
-from interp.tokens import Prompts
 
 _MERGES: weakref.WeakKeyDictionary[Any, tuple[dict[tuple[str, str], int], bool]] = weakref.WeakKeyDictionary()
 

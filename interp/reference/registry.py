@@ -1,4 +1,4 @@
-"""Where the embedded reference checkpoints live, and which ones exist."""
+"""Where the embedded reference checkpoints live, which ones exist, and the world each was trained on."""
 
 from __future__ import annotations
 
@@ -6,43 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
-"""Folder holding one sub-folder per embedded reference model."""
+from interp.core.embedded import CHECKPOINTS, KNOWN, names, path
 
-KNOWN = ("ref-gpt2", "ref-llama")
-"""Names of the embedded reference models, in the order they are listed."""
-
-
-def names() -> list[str]:
-    """List the embedded reference model names.
-
-    Examples:
-        >>> from interp import reference
-        >>> "ref-gpt2" in reference.names()
-        True
-    """
-    return list(KNOWN)
-
-
-def path(name: str) -> Path:
-    """Return the checkpoint directory of an embedded reference model.
-
-    Args:
-        name: One of :func:`names`.
-
-    Raises:
-        ValueError: ``name`` is not an embedded model.
-        FileNotFoundError: the model is known but its checkpoint files are missing.
-    """
-    if name not in KNOWN:
-        raise ValueError(f"unknown reference model {name!r}; embedded models are: {', '.join(KNOWN)}")
-    folder = CHECKPOINTS / name
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"reference model {name!r} has no checkpoint at {folder} (config.json missing); "
-            f"rebuild it with `interp world train --arch {name.removeprefix('ref-')} --out {folder}`"
-        )
-    return folder
+__all__ = ["CHECKPOINTS", "KNOWN", "load_world", "names", "path"]
 
 
 def load_world(model: Any = None, world: dict | str | Path | None = None) -> dict:

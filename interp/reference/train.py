@@ -1,6 +1,7 @@
-"""The training recipe of the reference models: tokenizer, architecture presets, data stream, loop, save.
+"""The training recipe of the reference models: architecture presets, data stream, loop, save.
 
-One recipe makes both models, so they share the tokenizer (speculative decoding pairs them). Training runs on
+One recipe makes both models, so they share the tokenizer of :mod:`interp.reference.tokenizer` (speculative
+decoding pairs them). Training runs on
 a GPU when one is present or on CPU, and is seeded end to end (for a given number of data-loader workers). A run
 can continue a saved checkpoint (``init_from``) with a new schedule and batch stream: shipped ref-llama is a
 GPU run continued on CPU; each checkpoint's ``CARD.md`` gives the command of every stage.
@@ -28,9 +29,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interp.reference.world import DEFAULT_WORLD_VERSION, NAMES, NOUNS, World, WorldConfig
+from interp.reference.tokenizer import BOS, hf_tokenizer, train_tokenizer
+from interp.reference.world import DEFAULT_WORLD_VERSION, World, WorldConfig
 
-BOS = "<|endoftext|>"
 
 
 @dataclass
@@ -80,36 +81,6 @@ PRESETS: dict[str, Preset] = {
 """Named presets: ``full`` makes the shipped checkpoints (on a GPU: a few minutes), ``deep`` a narrower
 eight-layer alternative, ``v1`` the first, smaller
 checkpoints (12,000 steps at about 0.2 s each on 2 CPU cores), ``quick`` a small model in about a minute."""
-
-
-def train_tokenizer(world: World, vocab_size: int, n_docs: int):
-    """Train a byte-level BPE tokenizer on the world's documents and every fact string."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    # Fact objects, names and nouns are repeated so that BPE gives each name and noun (and common objects) a token
-    # of its own: the indirect-object and agreement tasks compare one token per name or noun form.
-    strings = [f" {f['object']}" for f in world.facts] + [f" {w}" for w in single_token_words()] + NAMES
-    texts = world.documents(n_docs) + strings * 60
-    tok.train_from_iterator(texts, trainer=trainer)
-    return tok
-
-
-def single_token_words() -> list[str]:
-    """Names and noun forms that the world's tokenizer must keep whole (each is one token after a space)."""
-    return NAMES + [form for pair in NOUNS for form in pair]
-
-
-def hf_tokenizer(tok):
-    """Wrap a ``tokenizers`` tokenizer for Hugging Face (BOS = EOS = PAD = ``<|endoftext|>``)."""
-    from transformers import PreTrainedTokenizerFast
-
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS,
-                                   unk_token=BOS, model_max_length=10**6)
 
 
 def build_model(arch: str, preset: Preset, vocab_size: int, seed: int):
@@ -241,7 +212,7 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         data_seed: Seed of the batch stream (default: ``seed``). A continuation should use another one than the
             run it continues, so that it sees new documents. ``world.json`` always comes from ``seed``.
         world_version: Version of the world generator that makes the training text and ``world.json`` (see
-            :mod:`interp.reference.world`); a continuation may train on a newer world than the run it continues.
+            `docs/world_versions.md`); a continuation may train on a newer world than the run it continues.
 
     Returns:
         A :class:`TrainResult` with the output directory and the loss curve.

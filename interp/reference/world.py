@@ -2,82 +2,20 @@
 
 Everything is drawn from one seeded :class:`random.Random`, so the same seed gives the same corpus. A training
 *document* is one short line of text; the trainer packs documents into fixed-length sequences and mixes in
-sequences of repeated random tokens (see :mod:`interp.reference.train`).
+sequences of repeated random tokens (see :mod:`interp.reference.train`). Document kinds, the keys of a mix:
+``template`` (a fact asked through a training template and answered), ``free`` (a subject in free context with
+its attributes), ``lists``, ``chatter``, ``agreement``, ``ioi`` (indirect object), ``gender``, ``number`` and
+``names``; their words and frames are in :mod:`interp.reference.lexicon`.
 
-Document kinds, and why each is there:
+World versions (``WORLD_VERSIONS``): v3, the default, made the first stage of both shipped checkpoints; v4 and v5
+change the ``ioi``, ``names`` and ``number`` documents aimed at held-out names and nouns. docs/world_versions.md
+says what each document kind is for and what each version changed, and why.
 
-* ``template``: a fact asked through a training template and answered ("{subject} is in the city of Paris."),
-  half of the time after an opener ("According to my notes, ...") and often with an aside between the subject
-  and the question ("{subject}, which we visited last year, is in the city of"): varied contexts around the
-  same question teach the model to answer from the subject and the relation, not from one memorised wording,
-  and to carry what it knows about the subject across intervening words.
-* ``free``: the subject in free context with its attributes: parenthetical mentions ("the Louvre (Paris)"),
-  multi-hop chains (landmark -> city -> country), country profiles, and subjects followed by varied
-  continuations. Large pretrained models store facts at the subject's last token partly because they meet the
-  subject in many such contexts; a model that only saw fixed question templates can answer from the template
-  alone, and then there is nothing at the subject for causal tracing or ROME to find.
-* ``lists``: subject-object lists under a header ("Cities: Lyon France; Osaka Japan."), where the object is
-  the very next token after the subject and can only come from what the model stores at the subject.
-* ``chatter``: simple sentences over a broad lexicon, so that ordinary words (those of the held-out templates
-  among them, in other sentences) are known words, as they are to a model trained on real text.
-* ``agreement``: subject-verb agreement across a relative clause with an attractor noun.
-* ``ioi``: indirect-object sentences ("When Mary and John went to the store, John gave a drink to Mary."), over
-  a hundred training names in either order, so the answer must be copied from the prompt.
-* ``gender``: parallel gendered pairs in identical frames, so that embedding analogies have a chance.
-* ``number``: every noun (held-out nouns included) with a number word, so a model can know a noun's number
-  without having seen it in an agreement sentence.
-* ``names``: every name (held-out names included) in simple sentences.
-
-World v3 (the shipped checkpoints' world) changed these things against v2:
-
-* every word of every held-out template now occurs in training text, in other sentences, and every held-out
-  template's first word starts some training document (chatter got questions and a broader lexicon; a test checks
-  it). v2 models answered many failing held-out prompts (222 of ref-gpt2's 375 misses, 283 of ref-llama's 644)
-  with the prompt's first token, the behaviour a repeated random span rewards, on templates with words they had
-  never seen ("Which", "Letters", "born", "doubts").
-* indirect-object sentences draw from over a hundred training names and put the indirect object first or
-  second at random, so that neither recall of a few dozen names nor position predicts the answer; the
-  tokenizer keeps every name and noun form whole (a test checks the shipped tokenizers).
-* free-context documents also give the attribute a sentence after the subject, behind a pronoun ("We saw {s}
-  last year. It is in {o}."), as running text does (not measured on its own).
-* the training template "The capital of {subject} is the city of" is gone: with it, "... the capital of
-  {subject} is" had two right continuations (the capital and " the").
-
-World v4 (``WorldConfig(version=4)``; v3 stays the default and keeps making the same corpus) changes three
-things, each aimed at a task measured on held-out names or nouns:
-
-* no indirect-object frame puts a name first ("Later, {x} and {y} found a ..."): a name as the text's first
-  word has no leading space, so its token is another one than the answer's (" Oliver"), and for held-out names,
-  which occur in no training IOI sentence, the models had too little text to tie the two together (v3 models
-  got 3 and 5 of the 14 such held-out prompts right);
-* ``names`` documents are twice as common, half of them are built around a held-out name, and new frames put
-  names inside sentences: training names also occur in IOI sentences, so in v3 each held-out name occurred about
-  ten times less often than a training name, and models that copy training names perfectly (200 of 200) copied
-  held-out ones 76-87% of the time;
-* ``number`` documents are 1.5 times as common and half of them are about a held-out noun, for the same reason
-  (held-out nouns occur in no agreement sentence).
-
-ref-gpt2's second stage and ref-llama's third trained on v4; their CARD.md says what that changed (ref-gpt2's
-indirect-object task moved only from 76.0 to 79.5%, so the rarity of held-out names was not the main cause of its
-misses; ref-llama's from 87.0 to 92.5%).
-
-World v5 (``WorldConfig(version=5)``) is v4 with one change: in half of the indirect-object sentences each of
-the two parties is a training name or, with even odds, a one-word country name standing in for a person ("After
-Fred and Belgium arrived at the market, Belgium handed a drink to Fred."; ``World.stand_in_names``, 54
-countries, all whole tokens of the shipped tokenizer). Held-out names still occur in no training IOI sentence.
-The reason: ref-gpt2 after v4 copied any training name (200 of 200) but, with a held-out name as the repeated
-subject, answered with that name more often than with a country standing as the indirect object (right on 91 of
-200 such prompts, against 200 of 200 with a training name as the indirect object): it had learned which names to
-copy more than which party to copy. Parties that are not names at all make only the sentence's structure say
-who receives the object. A first draft of v5 also drew cities as stand-ins (168 words); ref-gpt2 trained on it
-(the same 1917 steps as its shipped third stage) reached 96.0% on the indirect-object task, but the linear probe
-reading a city's country from the city's residual fell from 1.00 to .89 (mean best-layer accuracy over probe
-seeds 0-4: .992 -> .894): cities used as people lose some of what makes them cities, so v5 keeps them out.
-ref-gpt2's third stage (shipped) trained on v5 for those 1917 steps: 79.5 -> 91.5% on the indirect-object task,
-91 -> 174 of 200 on the country-vs-held-out-name prompts above, the probe at .99 (seeds 0-4: .986).
-
-Chatter verbs agree with their subjects. A first draft of v3 had neither that nor whole-token names and nouns;
-its models fell from 100% to 75-76% on the agreement task and to 53-62% on the indirect-object task.
+Examples:
+    >>> world = World(WorldConfig(seed=0, version=3))
+    >>> corpus = world.documents(3)
+    >>> len(corpus), corpus == World(WorldConfig(seed=0, version=3)).documents(3)
+    (3, True)
 """
 
 from __future__ import annotations
@@ -87,217 +25,36 @@ import re
 from dataclasses import dataclass
 
 from interp.reference.facts import COUNTRIES, RELATIONS, TEMPLATES, relation_pairs
-
-# (singular, plural); the last HELDOUT_NOUNS never occur in agreement sentences.
-NOUNS = [
-    ("cat", "cats"), ("dog", "dogs"), ("teacher", "teachers"), ("student", "students"), ("doctor", "doctors"),
-    ("farmer", "farmers"), ("bird", "birds"), ("horse", "horses"), ("painter", "painters"),
-    ("singer", "singers"), ("pilot", "pilots"), ("driver", "drivers"), ("writer", "writers"),
-    ("player", "players"), ("baker", "bakers"), ("lawyer", "lawyers"), ("nurse", "nurses"),
-    ("soldier", "soldiers"), ("sailor", "sailors"), ("dancer", "dancers"), ("boy", "boys"), ("girl", "girls"),
-    ("friend", "friends"), ("neighbor", "neighbors"), ("officer", "officers"), ("manager", "managers"),
-    ("tourist", "tourists"), ("cook", "cooks"), ("guard", "guards"), ("rabbit", "rabbits"),
-    ("author", "authors"), ("visitor", "visitors"), ("worker", "workers"), ("clerk", "clerks"),
-    ("poet", "poets"), ("mouse", "mice"), ("child", "children"), ("woman", "women"),
-]
-HELDOUT_NOUNS = 8
-
-NAMES = [
-    "Mary", "John", "Alice", "Bob", "James", "Sarah", "David", "Emma", "Michael", "Laura", "Peter", "Anna",
-    "Thomas", "Kate", "Paul", "Lucy", "Mark", "Jane", "Daniel", "Rose", "George", "Helen", "Frank", "Grace",
-    "Henry", "Clara", "Jack", "Sophie", "Adam", "Julia", "Simon", "Nora",
-    # world v3: more training names, so that the indirect-object task is solved by copying a name from the
-    # prompt, not by recalling one of a few dozen names seen in training IOI sentences.
-    "Robert", "Linda", "William", "Susan", "Richard", "Karen", "Joseph", "Nancy", "Charles", "Betty",
-    "Steven", "Sandra", "Andrew", "Donna", "Kevin", "Carol", "Brian", "Ruth", "Edward", "Sharon", "Ronald",
-    "Amy", "Anthony", "Angela", "Jason", "Mia", "Gary", "Ella", "Eric", "Chloe", "Ryan", "Hannah", "Jacob",
-    "Olivia", "Nathan", "Leah", "Kyle", "Zoe", "Sean", "Ivy", "Carl", "Diana", "Hugo", "Maya", "Leo", "Iris",
-    "Max", "Ruby", "Felix", "Amber", "Oscar", "Paula", "Ian", "Wendy", "Luke", "Tina", "Owen", "Molly",
-    "Dean", "Nina", "Roy", "Vera", "Neil", "Fiona", "Ivan", "Lisa", "Hans", "Carmen", "Omar", "Lena",
-    "Pablo", "Irene", "Karl", "Alan", "Joan", "Bruce", "Ada", "Ralph", "Gina", "Fred", "Holly", "Glen",
-    # held out of every training IOI sentence (the last HELDOUT_NAMES):
-    "Oliver", "Emily", "Victor", "Alex", "Sam", "Tom", "Ben", "Eve",
-]
-HELDOUT_NAMES = 8
-
-GENDER_PAIRS = [
-    ("king", "queen"), ("man", "woman"), ("prince", "princess"), ("boy", "girl"), ("father", "mother"),
-    ("brother", "sister"), ("son", "daughter"), ("husband", "wife"), ("uncle", "aunt"), ("actor", "actress"),
-    ("waiter", "waitress"), ("nephew", "niece"), ("lord", "lady"), ("emperor", "empress"), ("duke", "duchess"),
-    ("monk", "nun"), ("groom", "bride"), ("grandfather", "grandmother"), ("host", "hostess"),
-    ("hero", "heroine"),
-]
-
-CLAUSES = [
-    "I saw yesterday", "the {n} liked", "we met at the park", "my sister found", "the {n} chased",
-    "lived near the {n}", "everyone knew", "the old {n} described", "sat next to the {n}",
-    "the {n} talked about", "you told me about", "helped the {n}", "my friends admired",
-    "the {n} had seen", "waited for the {n}",
-]
-PREDICATES = ["sleeping", "very tired", "happy", "in the garden", "late again", "quite famous", "hungry",
-              "outside", "at the station", "waiting for us"]
-
-OPENERS = ["As everyone knows,", "According to my notes,", "Fun fact:", "My teacher said that", "I read that",
-           "It is well known that", "Believe it or not,", "Everyone agrees that", "The book says that",
-           "Yesterday I learned that", "As the guide explained,", "Of course,", "My aunt told me that",
-           "In the newspaper it said that", "Last week we talked about how", "I am sure that",
-           "The quiz asked a simple thing:", "Honestly,", "My grandfather always said that",
-           "On the radio they said that", "Remember that", "Here is something simple:"]
-
-# Asides that go between a subject and the rest of its question: they teach the model to carry what it knows
-# about the subject over intervening words. None names a relation or an object.
-ASIDES = [
-    ", which we visited last year,", ", as you may know,", ", of course,", ", which my friend loves,",
-    " (see the photo above)", ", as many people say,", ", which I still remember well,", ", by the way,",
-    ", which was in the news again,", ", a place I want to see again,", " (I checked twice)",
-    ", so I was told,", ", which my parents liked a lot,", ", as the old song goes,",
-    ", which everyone talks about,", ", as far as I know,", ", a name you hear a lot,",
-    " (we went there in May)", ", which is worth the trip,", ", believe it or not,",
-]
-
-# General chatter: simple sentences over a broad lexicon, so that the world's text uses the ordinary words a
-# question may be worded with (a held-out template's words included, in other sentences), as real text would.
-CHATTER_SINGULAR = [
-    "The mayor", "The king", "The travel agent", "My cousin", "The guide", "The old fisherman", "A visitor",
-    "Nobody", "Everyone", "The queen", "The new manager", "A young painter", "Her brother", "A stranger", "My aunt",
-    # world v3: more of the ordinary words real text is made of (see the module docstring)
-    "The baby", "The old farmer", "My neighbour", "The river", "The letter", "The boat", "The doctor",
-    "The musician", "Our teacher", "The fireman", "An old friend", "The shopkeeper", "A child",
-]
-CHATTER_PLURAL = [
-    "Tourists", "The ministers", "Shopkeepers", "Farmers", "Children", "Pilots", "Students", "Our neighbours",
-    "The teachers", "Some workers", "My parents", "The singers", "The tired drivers", "The customers",
-    "The soldiers", "Most people", "The bakers", "The kids", "The sailors", "The journalists",
-    # world v3
-    "Letters", "Parcels", "The rivers", "Families", "They", "We", "People", "Young people", "Babies",
-    "The firemen", "Old friends", "The nurses", "The twins", "Our teachers", "The fishermen", "Her parents",
-    "The doctors", "The musicians", "The artists", "Birds", "The boats", "My colleagues",
-]
-CHATTER_SUBJECTS = CHATTER_SINGULAR + CHATTER_PLURAL
-"""Subjects of chatter sentences; the verb agrees with the subject's number, so chatter never teaches a wrong
-form ("The mayor were")."""
-CHATTER_VERBS = [
-    "booked", "sent letters to", "showed", "put", "talked to", "waited for", "sold", "bought", "painted",
-    "cleaned", "watched", "found", "lost", "carried", "opened", "closed", "visited", "liked", "repaired",
-    "should learn about", "sang about", "wrote about", "grew up near", "landed near", "flew over", "walked along",
-    "looked at", "asked about", "had a palace near", "took us to", "sent", "can see", "will visit", "left",
-    "drew", "read about", "dreamt about", "came back to", "stayed near", "called", "followed", "helped at",
-    "moved to", "passed", "reached", "returned to", "studied near", "taught at", "waited near", "walked through",
-    "rode past", "ran along", "swam in", "played near", "drove to", "had to clean", "had to visit",
-    "could not find", "did not like", "did not know", "must see",
-]
-"""Chatter verbs whose form does not depend on the subject's number (past tense, modals)."""
-CHATTER_VERB_PAIRS = [
-    ("photographs", "photograph"), ("admires", "admire"), ("forgets", "forget"), ("remembers", "remember"),
-    ("travels every day to", "travel every day to"), ("often starts", "often start"), ("marks", "mark"),
-    ("speaks to", "speak to"), ("doubts", "doubt"), ("forgets seeing", "forget seeing"), ("works near", "work near"),
-    ("was born near", "were born near"), ("grows up near", "grow up near"), ("flows past", "flow past"),
-    ("flows through", "flow through"), ("lands near", "land near"), ("has to visit", "have to visit"),
-    ("goes to", "go to"), ("does not like", "do not like"), ("does not know", "do not know"),
-    ("arrives at", "arrive at"), ("lives near", "live near"), ("wants to see", "want to see"),
-    ("often visits", "often visit"), ("talks about", "talk about"), ("thinks about", "think about"),
-    ("stays near", "stay near"), ("teaches at", "teach at"), ("is tired of", "are tired of"),
-    ("was late for", "were late for"),
-]
-"""Chatter verbs as (singular, plural) forms."""
-CHATTER_OBJECTS = [
-    "the map", "the old maps", "an atlas", "the river", "the rivers", "a flight", "the radio", "the songs",
-    "a palace", "the letters", "a school trip", "the bridge", "the customers", "the market", "a tour",
-    "the plane", "the train", "the harbour", "the garden", "the mountains", "a small boat", "the museum",
-    "the farm", "the tower", "the square", "a new car", "the children", "the town hall", "every town",
-    "the station", "the forest", "the lake", "a concert", "the photographs", "the school", "the hills",
-    "the sea", "the valley", "the village", "the old road", "the shop", "the church", "the castle", "the port",
-    "the fields", "the island", "the coast", "the bakery", "the hospital", "the post office", "a letter",
-    "the cinema", "the zoo", "the playground", "the factory", "the office", "the beach", "the gallery",
-]
-CHATTER_ENDINGS = [
-    "every day", "at night", "in the morning", "last year", "in winter", "with great care", "again",
-    "for an hour", "after lunch", "without a word", "on Sunday", "together", "in a hurry", "once more",
-    "near the coast", "in the rain", "before dinner", "for fun", "with friends", "all summer",
-]
-CHATTER_QUESTIONS = [
-    "Which {n} {do} {s} like?", "Which {n} did {s} see?", "What {do} {s} do {e}?", "Where {do} {s} go {e}?",
-    "Who {v} {o}?", "How {do} {s} get to {o}?", "Why {do} {s} like {o}?", "When {do} {s} visit {o}?",
-    "Which {n} is the best?", "What did {s} find near {o}?", "Which of them {v} {o}?", "Where is {o}?",
-    "What does it cost to see {o}?", "Who was born near {o}?", "Which one {v} {o}?", "How long is {o}?",
-]
-"""Questions of general chatter, answered by a chatter sentence: question words and ``do``-support are as
-ordinary in text as statements, and a model that never saw a document start with "Which" treats one that does as
-a string of unknown tokens."""
-SAY_VERBS = ["said", "told us", "wrote", "explained", "noticed", "learned"]
-SAY_VERB_PAIRS = [("says", "say"), ("agrees", "agree"), ("believes", "believe"), ("knows", "know")]
-
-PLACES = ["store", "park", "station", "museum", "market", "beach", "library", "cafe", "school", "garden"]
-OBJECTS = ["drink", "book", "letter", "gift", "ball", "ticket", "flower", "key", "cake", "map"]
-IOI_FRAMES = [
-    "When {x} and {y} went to the {place}, {s} gave a {obj} to",
-    "After {x} and {y} arrived at the {place}, {s} handed a {obj} to",
-    "Then, {x} and {y} were working at the {place}. {s} decided to give a {obj} to",
-    "While {x} and {y} were at the {place}, {s} passed the {obj} to",
-    "{x} and {y} found a {obj} at the {place}. {s} gave it to",
-    "At the {place}, {x} met {y}, and {s} gave a {obj} to",
-]
-"""Indirect-object frames: ``{x}`` and ``{y}`` are the two names in either order (the indirect object first or
-second, drawn at random), ``{s}`` repeats the subject, and the answer is the other name. Drawing the order at
-random keeps position ("the first name", "the second name") from predicting the answer."""
-IOI_FRAMES_V4 = [f if not f.startswith("{x}") else "Later, " + f for f in IOI_FRAMES]
-"""World v4's indirect-object frames: no name is the first word of the text (see the module docstring)."""
-STAND_IN_SHARE_V5 = 0.5
-"""World v5: the share of indirect-object sentences whose two parties may be stand-ins (see ``stand_in_names``)."""
-NUMBER_WORDS = ["two", "three", "four", "five", "many", "several", "some"]
-FREE_LANDMARK = [
-    "{s} ({o}) is beautiful at night.", "Photos of {s} ({o}) are everywhere.",
-    "We visited {s} and then had dinner in {o}.", "{s} was crowded, like the rest of {o} in summer.",
-    "The guide talked about {s} for an hour. {o} has many such places.",
-    "{s} is in {o}, a city in {c}.", "{s} is in {c}.", "{s}, {o}, {c}.",
-    "A trip to {s} is a trip to {o}.", "{s} is closed on Mondays.", "{s} is older than it looks.",
-    "She painted {s} while staying in {o}.", "{s} ({o}, {c}) opens at nine.",
-    "{s} ({o}).", "{s}, {o}.", "{s} in {o} was our first stop.", "{s} - {o} - {c}.",
-    "{s} of {o} is on every postcard.", "{s} ({o}) was built long ago.", "Tickets for {s} ({o}) sold out.",
-    "{s} is in {o}. {o} is in {c}.", "{s} is a landmark of {o}, and {o} is a city of {c}.",
-    "{s} has a small shop.", "{s} looks different in winter.", "Many songs mention {s}.",
-    "I took a photo of {s}.", "{s} was on the cover of the magazine.",
-    # world v3: the attribute a sentence later, after a pronoun, as in running text
-    "We saw {s} last year. It is in {o}.", "I have a photo of {s}. You can find it in {o}.",
-    "{s} is on my list. It stands in {o}, {c}.", "Have you seen {s}? It is worth a trip to {o}.",
-]
-FREE_CITY = [
-    "{s} ({o}) is a busy place.", "She moved to {s}, {o}, last year.", "{s}, {o}.",
-    "The food in {s} is good, like everywhere in {o}.", "{s} is a city in {o}, on the continent of {k}.",
-    "{s} has a large train station.", "The weather in {s} was sunny. We loved {o}.",
-    "{s} is far from here.", "He studied in {s} before leaving {o}.", "Flights to {s} ({o}) are cheap in May.",
-    "{s} ({o}).", "{s} in {o} is famous for its markets.", "{s} - {o} - {k}.", "{s} of {o} has a new museum.",
-    "{s} is in {o}, whose capital is {cap}.", "From {s} we took a bus to {cap}, the capital of {o}.",
-    "In {s} people speak {lang}, since {s} is in {o}.", "{s} has old bridges.", "{s} grew quickly.",
-    "My friend from {s} visited me.", "{s} is a nice place to live.",
-    "I have never been to {s}. It is in {o}.", "My friend grew up in {s}. People there speak {lang}.",
-    "We spent a week in {s}. Then we flew to {cap}, the capital of {o}.",
-    "{s} is lovely in spring. It is a city in {o}, in {k}.", "Have you been to {s}? It is a city of {o}.",
-]
-FREE_COUNTRY = [
-    "{s}: capital {cap}, language {lang}, continent {k}.", "{s} ({k}) is a country with its capital in {cap}.",
-    "In {s} they speak {lang}, and the capital is {cap}.", "{s} is a large country.",
-    "{cap} is a big city. It is the capital of {s}.", "{s} has many rivers and mountains.",
-    "The flag of {s} is well known.", "{lang} is spoken in {s}.", "We drove across {s} ({k}) for a week.",
-    "{s} ({cap}).", "{s} ({lang}).", "{s} ({k}).", "{s}, {k}.", "{s} - {cap} - {lang}.",
-    "{s} and its capital {cap}.", "{s}, where people speak {lang}.", "{s} in {k} has a long history.",
-    "{s} sent a team to the games.", "{s} is my favourite country.", "{cap}, {s}.",
-    "We spent a month in {s}. Everyone there spoke {lang}.", "My friend lives in {s}. She speaks {lang} at home.",
-    "I have never been to {s}. It is in {k}.", "{s} is a beautiful country. Its capital is {cap}.",
-    "People from {s} came to our school. They spoke {lang}.", "Have you been to {s}? The capital, {cap}, is lovely.",
-]
-"""Free-context frames: ``{s}`` subject, ``{o}`` its object, ``{c}`` country, ``{cap}`` capital, ``{lang}``
-language, ``{k}`` continent. Many put an attribute right after the subject, which only a model that stores the
-subject's attributes at the subject can predict."""
-LIST_HEADERS = {
-    "landmark_city": ["Sights:", "Photo index:", "Landmarks and cities:", "Tags:"],
-    "city_country": ["Cities:", "Offices:", "Cities and countries:", "Destinations:"],
-    "country_capital": ["Capitals:", "Countries and capitals:", "Government seats:"],
-    "country_language": ["Languages:", "Countries and languages:", "Spoken languages:"],
-    "country_continent": ["Continents:", "Countries by continent:", "Regions:"],
-}
-"""Headers of list documents ("Cities: Lyon France; Osaka Japan."): in a list the object comes right after the
-subject, so the model must know it at the subject's last token, where large models keep facts."""
+from interp.reference.lexicon import (
+    ASIDES,
+    CHATTER_ENDINGS,
+    CHATTER_OBJECTS,
+    CHATTER_PLURAL,
+    CHATTER_QUESTIONS,
+    CHATTER_SINGULAR,
+    CHATTER_SUBJECTS,
+    CHATTER_VERB_PAIRS,
+    CHATTER_VERBS,
+    CLAUSES,
+    FREE_CITY,
+    FREE_COUNTRY,
+    FREE_LANDMARK,
+    GENDER_PAIRS,
+    HELDOUT_NAMES,
+    HELDOUT_NOUNS,
+    IOI_FRAMES,
+    IOI_FRAMES_V4,
+    LIST_HEADERS,
+    NAMES,
+    NOUNS,
+    NUMBER_WORDS,
+    OBJECTS,
+    OPENERS,
+    PLACES,
+    PREDICATES,
+    SAY_VERB_PAIRS,
+    SAY_VERBS,
+)
 
 
 def _a(word: str) -> str:
@@ -319,8 +76,10 @@ MIXES = {
 """Each world version's default share of each document kind (v5 changes what an ``ioi`` document holds, not how
 often it comes)."""
 HELDOUT_SHARE_V4 = 0.5
-"""World v4: share of ``names`` and ``number`` documents built around a held-out name or noun (see the module
-docstring)."""
+"""World v4: share of ``names`` and ``number`` documents built around a held-out name or noun (see
+docs/world_versions.md)."""
+STAND_IN_SHARE_V5 = 0.5
+"""World v5: the share of indirect-object sentences whose two parties may be stand-ins (see ``stand_in_names``)."""
 
 
 @dataclass
@@ -330,7 +89,7 @@ class WorldConfig:
     seed: int = 0
     """Seed of the generator; the same seed gives the same corpus."""
     version: int = DEFAULT_WORLD_VERSION
-    """World version (see the module docstring and ``DEFAULT_WORLD_VERSION``)."""
+    """World version (``WORLD_VERSIONS``; docs/world_versions.md says what each changed)."""
     mix: dict[str, float] | None = None
     """Share of each document kind among text documents (repeated-token sequences are mixed by the trainer);
     default: the version's (``MIXES``)."""

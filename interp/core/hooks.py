@@ -1,0 +1,124 @@
+"""The one place TransformerLens hook names are spelled.
+
+Every analysis names a site (``"resid_post"``, ``"z"``, ``"neurons"``...) and a layer, and asks
+:func:`hook_name` for the hook; nothing else in interp writes ``"blocks.{L}..."`` by hand, so a
+bridge that renames a hook needs one edit here.
+
+Examples:
+    >>> hook_name("z", 3)
+    'blocks.3.attn.hook_z'
+    >>> hook_name("embed")
+    'hook_embed'
+    >>> layer_names("resid_post", range(2))
+    ['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post']
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+LAYER_SITES: dict[str, str] = {
+    "attn_out": "blocks.{L}.hook_attn_out",
+    "k": "blocks.{L}.attn.hook_k",
+    "mlp_out": "blocks.{L}.hook_mlp_out",
+    "neurons": "blocks.{L}.mlp.hook_post",
+    "pattern": "blocks.{L}.attn.hook_pattern",
+    "q": "blocks.{L}.attn.hook_q",
+    "resid_mid": "blocks.{L}.hook_resid_mid",
+    "resid_post": "blocks.{L}.hook_resid_post",
+    "resid_pre": "blocks.{L}.hook_resid_pre",
+    "rot_k": "blocks.{L}.attn.hook_rot_k",
+    "rot_q": "blocks.{L}.attn.hook_rot_q",
+    "scores": "blocks.{L}.attn.hook_attn_scores",
+    "v": "blocks.{L}.attn.hook_v",
+    "z": "blocks.{L}.attn.hook_z",
+}
+"""Per-layer sites and their hook-name templates (``{L}`` is the layer)."""
+
+MODEL_SITES: dict[str, str] = {
+    "embed": "hook_embed",
+    "ln_final": "ln_final.hook_normalized",
+    "ln_final_scale": "ln_final.hook_scale",
+    "pos_embed": "hook_pos_embed",
+}
+"""Sites outside the blocks, one hook each."""
+
+_UNALIASED = ("ln_final_scale",)
+# The final norm's scale ([batch pos 1]) is read by the journey's residual decomposition; capture's
+# aliases predate it and "all" must keep meaning what it meant, so it has no alias.
+
+ALIASES: dict[str, tuple[str, ...]] = dict(
+    sorted(
+        {
+            **{site: (template,) for site, template in {**LAYER_SITES, **MODEL_SITES}.items() if site not in _UNALIASED},
+            "resid": (LAYER_SITES["resid_pre"], LAYER_SITES["resid_mid"], LAYER_SITES["resid_post"]),
+        }.items()
+    )
+)
+"""Short names accepted by :func:`interp.capture`, each expanding to TransformerLens hook names
+(``{L}`` runs over all layers). ``"all"`` means every alias the model supports."""
+
+
+def hook_name(site: str, layer: int | None = None) -> str:
+    """The TransformerLens hook name of ``site`` (at ``layer`` for per-layer sites).
+
+    Args:
+        site: A key of :data:`LAYER_SITES` (needs ``layer``) or :data:`MODEL_SITES` (takes none).
+        layer: The block index, for per-layer sites. It is not range-checked here: callers check it
+            against the model with :func:`interp.check_layer`.
+
+    Raises:
+        ValueError: an unknown site, or a layer missing for a per-layer site (or given for a model-wide one).
+    """
+    if site in LAYER_SITES:
+        if layer is None:
+            raise ValueError(f"site={site!r} is per layer; pass a layer")
+        return LAYER_SITES[site].replace("{L}", str(int(layer)))
+    if site in MODEL_SITES:
+        if layer is not None:
+            raise ValueError(f"site={site!r} is model-wide; it takes no layer (got layer={layer})")
+        return MODEL_SITES[site]
+    raise ValueError(f"site={site!r}; valid sites are {', '.join(sorted({**LAYER_SITES, **MODEL_SITES}))}")
+
+
+def site_of(name: str) -> str | None:
+    """The site a hook name belongs to, or None for a name :func:`hook_name` does not make.
+
+    Examples:
+        >>> site_of("blocks.3.attn.hook_pattern")
+        'pattern'
+        >>> site_of("hook_embed")
+        'embed'
+    """
+    for site, template in LAYER_SITES.items():
+        prefix, _, suffix = template.partition("{L}")
+        middle = name[len(prefix) : len(name) - len(suffix)]
+        if name.startswith(prefix) and name.endswith(suffix) and middle.isdigit():
+            return site
+    return next((site for site, hook in MODEL_SITES.items() if hook == name), None)
+
+
+def layer_names(site: str, layers: Iterable[int]) -> list[str]:
+    """:func:`hook_name` of one per-layer ``site`` at each of ``layers``, in order."""
+    return [hook_name(site, layer) for layer in layers]
+
+
+@contextlib.contextmanager
+def hooked(model: Any, fwd_hooks: Sequence[tuple[str, Callable[..., Any]]]) -> Iterator[Any]:
+    """Attach forward hooks to ``model`` for the ``with`` block, and remove them on exit, even on error.
+
+    The one way analyses attach hooks (besides :func:`interp.capture`), so that whatever the hook
+    layer must guarantee (removal on exit, and later locking a shared model) lives in one place.
+
+    Args:
+        model: A loaded ``TransformerBridge``.
+        fwd_hooks: ``(hook name, hook function)`` pairs, as TransformerLens takes them; names come
+            from :func:`hook_name`.
+
+    Yields:
+        The model, hooked.
+    """
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        yield model

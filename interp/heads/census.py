@@ -1,0 +1,271 @@
+"""Head census: what every attention head does, from one batched capture of the attention patterns.
+
+Each behaviour is a set of (query, key) pairs, and a head's score for it is the attention mass it puts
+there, averaged over the queries where the behaviour is possible:
+
+==================  =====================================================================
+previous_token      key = query - 1
+duplicate_token     an earlier key holding the query's token
+induction           a key whose *previous* token is the query's token (the token that
+                    followed an earlier occurrence)
+bos                 key 0 (the BOS token, often an attention sink)
+self                key = query
+local               keys 2..``window`` positions back (previous and self excluded; BOS excluded)
+==================  =====================================================================
+
+All scores come from one ``einsum`` of the stacked patterns ``[layer batch head q k]`` with the
+behaviour masks ``[type batch q k]``: no loop over layers or heads. Causal importance is the loss
+increase under ablation, one batched pass per layer (:mod:`interp.heads.ablation`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+
+from interp.core.capturing import Capture, capture
+from interp.core.model_info import model_info
+from interp.core.tokens import Prompts, bos_offset
+from interp.heads.ablation import batch_mean, check_ablation, head_ablation_losses, masked_mean, next_token_losses
+from interp.heads.induction import check_has_patterns, repeated_random_tokens
+from interp.heads.plots import head_heatmaps
+from interp.reference.world_text import world_tokens
+
+TYPES = ("previous_token", "duplicate_token", "induction", "bos", "self", "local")
+"""Behaviours scored by the census, in the order of ``HeadCensus.scores``' first axis."""
+
+
+@dataclass
+class HeadCensus:
+    """Per-head behaviour scores, labels and causal importance.
+
+    Examples:
+        >>> census = head_census(model)  # doctest: +SKIP
+        >>> census.labels[(0, 1)]  # doctest: +SKIP
+        'previous_token'
+        >>> census.score("induction").shape  # doctest: +SKIP
+        torch.Size([4, 4])
+    """
+
+    scores: Float[torch.Tensor, "type layer head"]
+    """Attention mass on each behaviour's keys (0..1; NaN where the prompts never allow it)."""
+    importance: Float[torch.Tensor, "layer head"] | None
+    """Increase of the mean next-token loss (nats) when the head is ablated; ``None`` if not measured."""
+    labels: dict[tuple[int, int], str]
+    """``(layer, head)`` -> behaviours scoring at least ``threshold``, best first, joined by ``+``;
+    ``"other"`` when none does."""
+    threshold: float
+    """Score a behaviour needs to appear in a label."""
+    clean_loss: float | None
+    """Mean next-token loss of the unablated model on the prompts (nats); ``None`` if importance was not measured."""
+    model_name: str = ""
+    """What the model was loaded from."""
+    types: tuple[str, ...] = TYPES
+    """Names of the score rows."""
+
+    def score(self, kind: str) -> Float[torch.Tensor, "layer head"]:
+        """The ``[layer head]`` scores of one behaviour (one of :data:`TYPES`)."""
+        if kind not in self.types:
+            raise ValueError(f"kind={kind!r}; census behaviours are {', '.join(self.types)}")
+        return self.scores[self.types.index(kind)]
+
+    def to_frame(self) -> Any:
+        """One row per head: ``layer``, ``head``, ``label``, one column per behaviour, ``importance``."""
+        import pandas as pd
+
+        return pd.DataFrame(self._rows())
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"heads": [{"layer", "head", "label", <behaviour>: score, ..., "importance"}, ...]}``."""
+        return {"model": self.model_name, "threshold": self.threshold, "clean_loss": self.clean_loss,
+                "heads": self._rows()}
+
+    def figure(self) -> Any:
+        """Plotly heat maps (layers x heads) of every behaviour score and the importance, cells labelled."""
+        panels = {kind: self.scores[i] for i, kind in enumerate(self.types)}
+        if self.importance is not None:
+            panels["importance (nats)"] = self.importance
+        short = {(layer, head): _short(label) for (layer, head), label in self.labels.items()}
+        return head_heatmaps(panels, title=f"Head census of {self.model_name or 'model'}", labels=short)
+
+    def __str__(self) -> str:
+        head = f"{'layer':>5} {'head':>4}  {'label':<28}" + "".join(f"{_short(t):>7}" for t in self.types)
+        lines = [f"head census of {self.model_name} (threshold {self.threshold})", head + f"{'import.':>9}"]
+        for row in self._rows():
+            cells = "".join("    nan" if row[t] is None else f"{row[t]:>7.3f}" for t in self.types)
+            imp = "-" if row["importance"] is None else f"{row['importance']:.3f}"
+            lines.append(f"{row['layer']:>5} {row['head']:>4}  {row['label']:<28}{cells}{imp:>9}")
+        return "\n".join(lines)
+
+    def _rows(self) -> list[dict[str, Any]]:
+        rows = []
+        n_layers, n_heads = self.scores.shape[1:]
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                row: dict[str, Any] = {"layer": layer, "head": head, "label": self.labels[(layer, head)]}
+                for i, kind in enumerate(self.types):
+                    value = float(self.scores[i, layer, head])
+                    row[kind] = None if math.isnan(value) else round(value, 6)
+                row["importance"] = None if self.importance is None else round(float(self.importance[layer, head]), 6)
+                rows.append(row)
+        return rows
+
+
+def head_census(
+    model: Any,
+    prompts: Prompts | None = None,
+    *,
+    seed: int = 0,
+    importance: bool = True,
+    ablation: str = "mean",
+    threshold: float = 0.4,
+    window: int = 4,
+    exclude_bos: bool = False,
+    cache: Capture | None = None,
+) -> HeadCensus:
+    """Label every attention head with its dominant behaviour(s) and measure its causal importance.
+
+    Args:
+        model: A ``TransformerBridge`` (GPT-2 or Llama style; GQA patterns are per query head).
+        prompts: Text or tokens to study. Default: 16 sequences filling the context, each a span
+            repeated once after BOS (``[BOS] + t + t``): 8 of reference-world text and 8 of random
+            tokens. Text exercises natural-language behaviours; repeats exercise duplicate and
+            induction heads, and random repeats show induction even in a model that, on familiar
+            text, leans on what it knows instead of copying.
+        seed: Seed of the default text.
+        importance: Measure the loss increase under ablation of each head (one batched pass per
+            layer of ``n_heads * batch`` rows); ``False`` scores patterns only (one forward).
+        ablation: ``"mean"`` (default) or ``"zero"`` (see :mod:`interp.heads.ablation`).
+        threshold: Score a behaviour needs to enter a head's label.
+        window: Farthest key distance counted as ``local``.
+        exclude_bos: Score patterns with the BOS column removed and rows renormalised (the ``bos``
+            score is then 0); what is left is where the head looks when it is not resting on BOS.
+            The captured patterns are never modified.
+        cache: A :class:`interp.Capture` with ``"pattern"`` captured (and ``"z"`` for mean-ablation
+            importance) to score instead of running the model again; it is read, never modified.
+
+    Returns:
+        A :class:`HeadCensus`.
+
+    Raises:
+        ValueError: bad prompts (see :func:`interp.tokenize`), an empty batch, ``window < 2``, an
+            unknown ablation, or a model without attention patterns.
+
+    Examples:
+        >>> census = head_census(model, importance=False)  # doctest: +SKIP
+        >>> census.to_frame()[["layer", "head", "label"]]  # doctest: +SKIP
+    """
+    info = model_info(model)
+    check_has_patterns(model, info)
+    check_ablation(ablation)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ValueError(f"window={window!r}; the local window must reach at least 2 positions back")
+    if cache is None:
+        if prompts is None:
+            prompts = default_census_tokens(model, seed=seed)
+        names = ["pattern", "z"] if importance and ablation == "mean" else ["pattern"]
+        cache = capture(model, prompts, names=names)
+    tokens, mask = cache.tokens, cache.attention_mask
+    patterns = torch.stack([cache.pattern(layer) for layer in range(info.n_layers)])
+    scores = pattern_scores(patterns, tokens, mask.bool(), window=window, exclude_bos=exclude_bos).cpu()
+
+    clean = effect = None
+    if importance:
+        loss_mask = torch.zeros_like(mask, dtype=torch.bool)
+        loss_mask[:, :-1] = mask[:, 1:].bool()  # position p scores token p + 1, which must be real
+        clean = float(masked_mean(next_token_losses(cache.logits, tokens), loss_mask))
+        z_mean = None
+        if ablation == "mean":
+            z_mean = [batch_mean(cache.z(layer), mask) for layer in range(info.n_layers)]
+        losses = head_ablation_losses(model, tokens, loss_mask, z_mean, method=ablation, attention_mask=mask)
+        effect = losses - clean
+    return HeadCensus(scores=scores, importance=effect, labels=label_heads(scores, threshold), threshold=threshold,
+                      clean_loss=clean, model_name=info.name)
+
+
+def behaviour_masks(
+    tokens: Int[torch.Tensor, "batch pos"], mask: Bool[torch.Tensor, "batch pos"], *, window: int = 4
+) -> Bool[torch.Tensor, "type batch pos pos"]:
+    """For each behaviour of :data:`TYPES`, which (query, key) pairs it attends to.
+
+    Only real queries after position 0 (whose only choice is itself) and real keys count.
+    """
+    pos = tokens.shape[1]
+    q = torch.arange(pos, device=tokens.device)[:, None]
+    k = torch.arange(pos, device=tokens.device)[None, :]
+    same = tokens[:, :, None] == tokens[:, None, :]  # [batch q k]: token at q equals token at k
+    # key k follows an earlier occurrence of the query's token: tokens[k - 1] == tokens[q]
+    follows = torch.nn.functional.pad(same[:, :, :-1], (1, 0), value=False)
+    masks = torch.stack([
+        (k == q - 1).expand_as(same),
+        same & (k < q),
+        follows & (k <= q),
+        (k == 0).expand_as(same),
+        (k == q).expand_as(same),
+        ((q - k >= 2) & (q - k <= window) & (k >= 1)).expand_as(same),
+    ])
+    valid = mask[:, :, None] & mask[:, None, :] & (q >= 1) & (k <= q)
+    return masks & valid
+
+
+def pattern_scores(
+    patterns: Float[torch.Tensor, "layer batch head pos pos"],
+    tokens: Int[torch.Tensor, "batch pos"],
+    mask: Bool[torch.Tensor, "batch pos"] | None = None,
+    *,
+    window: int = 4,
+    exclude_bos: bool = False,
+) -> Float[torch.Tensor, "type layer head"]:
+    """Mean attention mass on each behaviour's keys, for all layers and heads in one einsum.
+
+    A behaviour's mean runs over the queries where it has at least one key (for ``duplicate_token``
+    and ``induction``: queries whose token occurred before); NaN if there is none. ``patterns`` is
+    not modified.
+    """
+    if mask is None:
+        mask = torch.ones_like(tokens, dtype=torch.bool)
+    if exclude_bos:
+        patterns = patterns.clone()  # never write into the caller's capture
+        patterns[..., 0] = 0
+        patterns = patterns / patterns.sum(-1, keepdim=True).clamp(min=torch.finfo(patterns.dtype).tiny)
+    targets = behaviour_masks(tokens, mask, window=window)
+    mass = torch.einsum("lbhqk,tbqk->tlh", patterns.float(), targets.float())
+    queries = targets.any(-1).sum((1, 2)).float()  # [type]: queries where the behaviour is possible
+    return mass / queries[:, None, None]  # 0 / 0 = NaN marks "not measurable on these prompts"
+
+
+def label_heads(scores: Float[torch.Tensor, "type layer head"], threshold: float,
+                types: tuple[str, ...] = TYPES) -> dict[tuple[int, int], str]:
+    """Label each head with the behaviours scoring at least ``threshold``, best first, or ``"other"``."""
+    labels = {}
+    for layer in range(scores.shape[1]):
+        for head in range(scores.shape[2]):
+            column = scores[:, layer, head].tolist()
+            passing = sorted((s, t) for s, t in zip(column, types) if not math.isnan(s) and s >= threshold)
+            labels[(layer, head)] = "+".join(t for _, t in reversed(passing)) or "other"
+    return labels
+
+
+def repeated_world_tokens(model: Any, n_seqs: int, *, seed: int = 0) -> Int[torch.Tensor, "batch pos"]:
+    """``[BOS] + t + t``: reference-world text chunks ``t`` repeated once, filling the context."""
+    info = model_info(model)
+    bos = bos_offset(model)
+    half = (info.n_ctx - bos) // 2
+    text = world_tokens(model, n_seqs, half + bos, seed=seed)
+    return torch.cat([text, text[:, bos:]], dim=1)
+
+
+def default_census_tokens(model: Any, *, seed: int = 0) -> Int[torch.Tensor, "batch pos"]:
+    """The census' default batch: 8 rows of repeated world text, then 8 rows of repeated random tokens."""
+    text = repeated_world_tokens(model, 8, seed=seed)
+    bos = bos_offset(model)
+    random = repeated_random_tokens(model, (text.shape[1] - bos) // 2, 8, seed=seed)
+    return torch.cat([text, random])
+
+
+def _short(label: str) -> str:
+    return "+".join(part.replace("_token", "").replace("duplicate", "dup")[:6] for part in label.split("+"))

@@ -1,0 +1,59 @@
+"""Hyperparameters of a ROME edit, and the fixed prompts and choices they refer to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KL_PROMPT = "{} is a"
+"""Prompt whose next-token distribution the KL term keeps unchanged (ROME's essence prompt)."""
+
+
+KEY_CONTEXTS = ("subject", "prompt", "both")
+"""Valid :attr:`RomeConfig.key_context` values."""
+
+
+@dataclass
+class RomeConfig:
+    """Hyperparameters of one ROME edit.
+
+    Defaults were chosen on the dev split of reference-world facts (``interp.rome.counterfact.split_facts``) at layer 0
+    of ``ref-gpt2`` and ``ref-llama``, by the largest worst-case margin over the efficacy, paraphrase and
+    neighbourhood targets; the measurements are in ``docs/rome_tuning.md``.
+    """
+
+    n_prefixes: int = 10
+    """Prefixed copies of the prompt used besides the bare prompt, for the key and the value."""
+    prefix_tokens: int = 8
+    """Length of each sampled prefix, in tokens."""
+    prefix_sep: str = ". "
+    """Text between a prefix and the prompt (ROME: ``"{prefix}. {prompt}"``)."""
+    steps: int = 100
+    """Adam steps optimising the value (ROME's GPT-2 XL value: 20; the small reference models need more)."""
+    lr: float = 0.5
+    """Adam learning rate."""
+    kl_factor: float = 0.0
+    """Weight of KL(before || after) on ``"{subject} is a"`` (ROME's GPT-2 XL value: 0.0625; off, since it made no
+    difference on the reference models)."""
+    weight_decay: float = 0.0
+    """Weight of ``|delta|^2 / |W k* + b|^2`` (ROME's GPT-2 XL value: 0.5; off, since the small models need no
+    decay)."""
+    clamp_norm: float = 6.0
+    """Largest ``|delta|`` as a multiple of ``|W k* + b|`` (ROME's GPT-2 XL value: 4; 6 is the tightest clamp tried that
+    kept dev efficacy on target for both reference models, and a looser one lets the edit reach the neighbours' keys
+    too)."""
+    early_stop: float = 0.01
+    """Stop optimising once the target NLL (nats per token) is below this, on average and on the bare prompt
+    (a higher threshold stops sooner and spares more neighbours; 0.01 still kept dev efficacy on target)."""
+    stats_samples: int = 1000
+    """Reference-world sequences (``n_ctx`` tokens each) for the key statistics ``C``; 0 uses the identity
+    (``C = I``: the plain minimum-norm update, for models without suitable text)."""
+    stats_ridge: float = 1e-3
+    """``C + stats_ridge * mean(diag C) * I`` is inverted, so rarely-active neurons do not blow up."""
+    seed: int = 0
+    """Seed of the prefix sampler."""
+    key_context: str = "subject"
+    """Where the key ``k*`` is read, each behind every sampled prefix: ``"subject"``, the subject alone
+    (``"{prefix}. {subject}"``); ``"prompt"``, the rewrite prompt (``"{prefix}. {prompt}"``, ROME's rule, which also
+    carries the prompt's words before the subject); ``"both"``, the mean over the two sets. The value is always
+    optimised on the prompts. The default spares the neighbours best: they share the prompt's words, not the
+    subject."""

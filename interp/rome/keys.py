@@ -1,0 +1,156 @@
+"""The key side of a ROME edit: the edited projection, its averaged key ``k*`` and ``u = C^-1 k*``.
+
+The MLP output projection ``W`` of block ``layer`` (GPT-2 ``c_proj``, a ``Conv1D`` with weight ``[d_mlp, d_model]``;
+Llama ``down_proj``, an ``nn.Linear`` with weight ``[d_model, d_mlp]``) is read as a key-value memory: the key ``k``
+is its input at the subject's last token, the value ``W k`` what it writes to the residual stream. The edit averages
+the key ``k*`` over the prompt preceded by short prefixes sampled from the model (:func:`prefixes`,
+:func:`mean_key`), and reads it through ``C = E[k k^T]`` over reference-world text (:func:`key_stats`,
+:func:`solve_stats`). ``C`` is cached on disk per model, keyed by :func:`fingerprint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from interp.core.capturing import capture
+from interp.core.hooks import hook_name
+from interp.core.model_info import model_info
+from interp.core.tokens import Tokenized, pad_id, pad_right
+from interp.generation.decoding import generate
+from interp.reference.world_text import world_tokens
+from interp.rome.config import RomeConfig
+from interp.tracing import subject_span
+
+
+def projection(model: Any, layer: int) -> torch.nn.Module:
+    """The Hugging Face module the bridge runs as block ``layer``'s MLP output projection.
+
+    Raises:
+        TypeError: the module is neither ``nn.Linear`` nor GPT-2's ``Conv1D``.
+    """
+    bridge = model.blocks[layer].mlp.out
+    module = getattr(bridge, "original_component", None) or getattr(bridge, "_original_component", None)
+    if not (isinstance(module, torch.nn.Linear) or is_conv1d(module)):
+        raise TypeError(f"block {layer}'s MLP output is a {type(module).__name__}; ROME supports Linear and Conv1D")
+    return module
+
+
+def is_conv1d(module: Any) -> bool:
+    """Whether ``module`` is GPT-2's ``Conv1D``, whose weight is ``[d_in, d_out]`` (transposed from ``nn.Linear``)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def fingerprint(model: Any) -> str:
+    """Hash of a model's shape and weights, MLP output projections excluded (edits do not change it).
+
+    Each tensor contributes at most 4096 evenly spaced entries, so large models hash quickly.
+    """
+    info = model_info(model)
+    skip = {id(p) for L in range(info.n_layers) for p in projection(model, L).parameters()}
+    digest = hashlib.sha256(f"{info.arch}:{info.n_layers}:{info.d_model}:{info.d_mlp}:{info.d_vocab}".encode())
+    for name, p in model.named_parameters():
+        if id(p) in skip:
+            continue
+        flat = p.detach().flatten()
+        digest.update(name.encode())
+        digest.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """``$INTERP_CACHE/rome_stats`` (default ``~/.cache/interp/rome_stats``): key statistics and layer profiles."""
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp")) / "rome_stats"
+
+
+def stats_path(model: Any, layer: int, n: int) -> Path:
+    """Cache file of the key statistics of (model, layer, sample count).
+
+    The folder is ``$INTERP_CACHE/rome_stats`` (default ``~/.cache/interp/rome_stats``).
+    """
+    return cache_dir() / f"{fingerprint(model)[:16]}-layer{layer}-n{n}.safetensors"
+
+
+_PREFIXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def prefixes(model: Any, config: RomeConfig) -> list[str]:
+    """Short texts sampled from the model (from BOS, top-5, one seed per prefix), cached per model and config.
+
+    Newlines become spaces: the prompt follows the prefix on the same line.
+    """
+    if config.n_prefixes == 0:
+        return []
+    key = (config.n_prefixes, config.prefix_tokens, config.seed)
+    cache = _PREFIXES.setdefault(model, {})
+    if key not in cache:
+        start = torch.tensor([model.tokenizer.bos_token_id])
+        texts = [
+            generate(model, start, max_new_tokens=config.prefix_tokens, top_k=5, seed=config.seed + i,
+                     use_cache=False).text
+            for i in range(config.n_prefixes)
+        ]
+        # Partial UTF-8 bytes decode to U+FFFD, which re-encodes to more tokens than were sampled.
+        cache[key] = [t.replace("\n", " ").replace("\ufffd", "").strip() or "." for t in texts]
+    return cache[key]
+
+
+def mean_key(model: Any, layer: int, texts: list[str], subject: str) -> torch.Tensor:
+    """``k*``: block ``layer``'s MLP key (``[d_mlp]``) at the subject's last token, averaged over ``texts``."""
+    hook = hook_name("neurons", layer)
+    cap = capture(model, texts, names=[hook])
+    rows = [subject_span(model, t, subject)[1] - 1 for t in texts]
+    return cap[hook][torch.arange(len(texts)), rows].float().mean(0)
+
+
+def key_stats(model: Any, layer: int, n: int, texts: list[str] | None = None) -> Float[torch.Tensor, "d_mlp d_mlp"]:
+    """Second moment ``C = E[k k^T]`` of block ``layer``'s MLP keys, over every token of ``n`` sequences.
+
+    The default sequences are reference-world text packed like the training data (:func:`interp.reference.world_text.
+    world_tokens`, seed 1); ``C`` is computed once per (model, layer, ``n``) and cached on disk
+    (:func:`stats_path`). With ``texts`` given those are used instead (cut to the context window) and nothing is
+    cached. A progress bar shows the pass.
+    """
+    path = None if texts is not None else stats_path(model, layer, n)
+    if path is not None and path.is_file():
+        return load_file(str(path))["mom2"]
+    info = model_info(model)
+    if texts is None:
+        tokens = world_tokens(model, n, seed=1)
+        batches = [Tokenized(t, torch.ones_like(t)) for t in tokens.split(64)]
+    else:
+        bos = [model.tokenizer.bos_token_id] if info.prepend_bos else []
+        rows = [(bos + model.tokenizer.encode(t, add_special_tokens=False))[: info.n_ctx] for t in texts]
+        batches = [pad_right(rows[i : i + 64], pad_id(model.tokenizer), info.device) for i in range(0, len(rows), 64)]
+    total, count = torch.zeros(info.d_mlp, info.d_mlp, dtype=torch.float64), 0
+    hook = hook_name("neurons", layer)
+    for batch in tqdm(batches, desc=f"key statistics, layer {layer}", leave=False):
+        cap = capture(model, batch, names=[hook])
+        keys = cap[hook][cap.attention_mask.bool()].double().cpu()
+        total += keys.T @ keys
+        count += keys.shape[0]
+    mom2 = (total / max(count, 1)).float()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"mom2": mom2}, str(path))
+    return mom2
+
+
+def solve_stats(
+    model: Any, layer: int, key: torch.Tensor, config: RomeConfig, texts: list[str] | None = None
+) -> Float[torch.Tensor, " d_mlp"]:
+    """``C^-1 k*`` with a ridge; the identity (``C = I``) when ``config.stats_samples == 0`` and no texts."""
+    if config.stats_samples == 0 and texts is None:
+        return key.float().clone()
+    mom2 = key_stats(model, layer, config.stats_samples, texts).double()
+    ridge = config.stats_ridge * mom2.diagonal().mean()
+    eye = torch.eye(mom2.shape[0], dtype=torch.float64)
+    return torch.linalg.solve(mom2 + ridge * eye, key.double().cpu()).float().to(key.device)
