@@ -22,9 +22,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The dashboard has no login: it listens on this machine only unless HOST= says otherwise
+# (HOST=0.0.0.0 exposes it to the network; see the README for what a visitor may then load).
+HOST ?= 127.0.0.1
 dashboard: install
-	@echo "interp dashboard: http://localhost:$(PORT)"
-	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+	@case "$(HOST)" in 127.0.0.1|localhost|::1) ;; \
+		*) echo "WARNING: HOST=$(HOST): the dashboard is reachable from other machines and has no login;" \
+			"anyone who can reach port $(PORT) may run models on this server" >&2 ;; esac
+	@echo "interp dashboard: http://$(HOST):$(PORT)"
+	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false
 
 # lint-imports checks the import layers declared in pyproject.toml ([tool.importlinter]).
 test: install

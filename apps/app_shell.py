@@ -2,16 +2,33 @@
 
 Pages import this module (Streamlit puts ``apps/`` on ``sys.path`` while a page runs) and keep
 to three steps: ``ctx = app_shell.context()`` for the model and prompt, ``app_shell.cached(...)``
-(or a direct library call) for numbers, and ``st.plotly_chart`` for the library's figures. Every
-page body runs inside :func:`run_page`, which turns any exception into an ``st.error`` so the
-app never shows a traceback.
+(or a direct library call under :func:`holding`) for numbers, and ``st.plotly_chart`` for the
+library's figures. Every page body runs inside :func:`run_page`, which turns any exception into an
+``st.error`` so the app never shows a traceback.
+
+What the dashboard guarantees to the many visitors of one server:
+
+- one copy of each model, shared: a session's ROME edit is applied and undone (bit for bit) around the
+  session's own computations, under the model's lock (:func:`cached` with ``edit=``, :func:`edited`);
+- every cache is bounded in entries and in time (``INTERP_DASHBOARD_CACHE_TTL`` seconds, default 600), and
+  its key holds the session's edit (:func:`edit_id`), so edited and unedited results never mix;
+- every text input has a cap (:func:`check_text`);
+- the own-model field loads only the embedded models, folders under ``INTERP_DASHBOARD_ROOTS`` and, with
+  ``INTERP_DASHBOARD_HUB=1``, hub names (:func:`resolve_model`); messages shown to visitors carry no
+  server paths (:func:`scrub`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import inspect
-from collections.abc import Callable
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import streamlit as st
@@ -19,23 +36,57 @@ import torch
 from streamlit.runtime.caching.cache_errors import UnserializableReturnValueError
 
 import interp
+from interp.core import embedded
+from interp.core.locking import model_lock
+from interp.core.model_info import display_name
 
 DEFAULT_PROMPT = "The Eiffel Tower is located in the city of"
 """Prompt shown on first load: a sentence in the reference world's style."""
 
 DTYPES = ("float32", "bfloat16", "float16")
-"""Parameter dtypes offered in the sidebar (float32 first: the precision analyses want)."""
+"""Parameter dtypes offered in the sidebar on accelerators (float32 first: the precision analyses want)."""
+
+CPU_DTYPES = ("float32", "bfloat16")
+"""Dtypes offered on the CPU: float16 matmuls there are slow or missing, so it is offered only on accelerators."""
+
+CAPS = {"prompt": 2000, "model": 300, "fact prompt": 500, "subject": 200, "target": 100, "paraphrase": 500,
+        "lens target": 100, "analogy": 200}
+"""Longest text, in characters, each text input accepts (longer is refused with a ValueError naming the cap)."""
+
+MAX_PARAPHRASES = 20
+"""Most lines the fact editor's paraphrase box accepts (they are scored as one batch)."""
+
+CACHE_TTL_ENV = "INTERP_DASHBOARD_CACHE_TTL"
+ROOTS_ENV = "INTERP_DASHBOARD_ROOTS"
+HUB_ENV = "INTERP_DASHBOARD_HUB"
+
+
+def _cache_ttl() -> float:
+    raw = os.environ.get(CACHE_TTL_ENV, "600")
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = float("nan")
+    if not ttl > 0 or ttl == float("inf"):
+        raise ValueError(f"{CACHE_TTL_ENV}={raw!r}; give the cache lifetime in seconds, a number > 0")
+    return ttl
+
+
+CACHE_TTL = _cache_ttl()
+"""Seconds an entry of any dashboard cache lives (``$INTERP_DASHBOARD_CACHE_TTL``, default 600), read at start-up."""
 
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError, IndexError)
 """Exceptions the library raises for bad input; shown as the reason, without a type name."""
 
 
 class ModelKey(NamedTuple):
-    """What identifies a loaded model in the caches: name or path, device and dtype."""
+    """What identifies a model in the caches: resolved name or path, device, dtype, and the edit on it."""
 
     name: str
     device: str
     dtype: str
+    edit: str | None = None
+    """:func:`edit_id` of the ROME edit the result was computed under, ``None`` for the unedited model."""
 
 
 @dataclass
@@ -48,27 +99,67 @@ class Context:
     prompt: str
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
+@st.cache_resource(max_entries=4, ttl=CACHE_TTL, show_spinner=False)
 def load_model(name: str, device: str, dtype: str) -> Any:
     """Load a model once per (name, device, dtype) for every session.
 
-    The returned bridge is shared: pages must not modify it (the fact editor edits a per-session copy).
+    The returned bridge is shared: pages must not modify it outside :func:`edited` (which holds its lock).
+    ``name`` must come from :func:`resolve_model`; this function does not check it.
     """
     return interp.load(name, device=device, dtype=dtype)
 
 
-def cached(func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> Any:
+def edit_id(edit: Any) -> str | None:
+    """Identify a ROME edit in cache keys: a hash of its request, layer and vectors (``None`` for no edit).
+
+    Two sessions that made the same edit share results; an edited result never answers an unedited key.
+    """
+    if edit is None:
+        return None
+    digest = hashlib.sha256(json.dumps([edit.layer, edit.request, edit.fingerprint], sort_keys=True).encode())
+    for vector in (edit.left, edit.right):
+        digest.update(vector.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def edited(model: Any, edit: Any = None) -> Iterator[Any]:
+    """Hold ``model``'s lock for the block, with ``edit`` applied in it (if given) and undone on exit.
+
+    Other sessions wait for the lock, so they see the model either before the edit or after its undo,
+    which restores the weights bit for bit. This is how a session computes on its edited model without a
+    copy of it.
+    """
+    with model_lock(model):
+        if edit is None:
+            yield model
+            return
+        edit.apply(model)
+        try:
+            yield model
+        finally:
+            edit.undo()
+
+
+def holding(ctx: Context) -> contextlib.AbstractContextManager[Any]:
+    """Hold the shared model's lock around a direct library call on ``ctx.model`` (no edit)."""
+    return edited(ctx.model)
+
+
+def cached(func: Callable[..., Any], key: ModelKey, /, *args: Any, edit: Any = None, **kwargs: Any) -> Any:
     """Call ``func(model, *args, **kwargs)`` on the shared model and cache the result per input.
 
     Results go to ``st.cache_data`` (each caller gets its own unpickled copy); results that cannot
     be pickled (e.g. ones holding a tokenizer or a closure) go to ``st.cache_resource`` instead,
-    shared read-only between sessions.
+    shared read-only between sessions. Both are bounded in entries and live :data:`CACHE_TTL` seconds.
 
     Args:
         func: A library function taking the model first, e.g. ``interp.activation_view``,
             ``interp.TunedLens.load_for`` or ``probes.fit``.
         key: The model's :class:`ModelKey` (the model itself is not hashable).
         *args: Further positional arguments (hashable, e.g. the prompt and a layer).
+        edit: A session's (unapplied) ``interp.rome.Edit``: ``func`` runs with it applied, under the
+            model's lock, and the result is cached under the edit's :func:`edit_id`.
         **kwargs: Keyword arguments.
 
     Returns:
@@ -79,15 +170,16 @@ def cached(func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any
             could not be told apart from another function in the caches.
     """
     name = cache_name(func)
+    key = ModelKey(*key[:3], edit_id(edit))
     if name not in _UNPICKLABLE:
         try:
-            return _cached_data(name, func, key, *args, **kwargs)
+            return _cached_data(name, func, key, edit, *args, **kwargs)
         except Exception as err:
             # st.cache_data pickles results; pickle's own errors come through as they are.
             if not isinstance(err, UnserializableReturnValueError) and "pickle" not in str(err).lower():
                 raise
             _UNPICKLABLE.add(name)
-    return _cached_resource(name, func, key, *args, **kwargs)
+    return _cached_resource(name, func, key, edit, *args, **kwargs)
 
 
 def cache_name(func: Callable[..., Any]) -> str:
@@ -113,16 +205,87 @@ _UNPICKLABLE: set[str] = set()
 """Functions (by :func:`cache_name`) whose results failed to pickle once; cached as shared resources from then on."""
 
 
-# ``name`` identifies the function in the cache key; ``_func`` is left out of the hash (Streamlit
-# cannot hash functions) and is only called.
-@st.cache_data(max_entries=128, show_spinner=False)
-def _cached_data(name: str, _func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> Any:
-    return _func(load_model(*key), *args, **kwargs)
+def _compute(func: Callable[..., Any], key: ModelKey, edit: Any, args: tuple, kwargs: dict) -> Any:
+    with edited(load_model(*key[:3]), edit) as model:
+        return func(model, *args, **kwargs)
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _cached_resource(name: str, _func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> Any:
-    return _func(load_model(*key), *args, **kwargs)
+# ``name`` identifies the function in the cache key and ``key.edit`` the edit; ``_func`` and ``_edit`` are
+# left out of the hash (Streamlit cannot hash them) and are only used.
+@st.cache_data(max_entries=128, ttl=CACHE_TTL, show_spinner=False)
+def _cached_data(name: str, _func: Callable[..., Any], key: ModelKey, _edit: Any, /, *args: Any, **kwargs: Any) -> Any:
+    return _compute(_func, key, _edit, args, kwargs)
+
+
+@st.cache_resource(max_entries=64, ttl=CACHE_TTL, show_spinner=False)
+def _cached_resource(
+    name: str, _func: Callable[..., Any], key: ModelKey, _edit: Any, /, *args: Any, **kwargs: Any
+) -> Any:
+    return _compute(_func, key, _edit, args, kwargs)
+
+
+def check_text(what: str, text: str, cap: int | None = None) -> str:
+    """Return ``text`` if it is at most ``cap`` characters (default ``CAPS[what]``).
+
+    Raises:
+        ValueError: naming the input, its length and the cap.
+    """
+    cap = CAPS[what] if cap is None else cap
+    if len(text) > cap:
+        raise ValueError(f"the {what} is {len(text)} characters long; the cap is {cap} characters")
+    return text
+
+
+def roots() -> list[Path]:
+    """The folders ``$INTERP_DASHBOARD_ROOTS`` lists (``:``-separated), symlinks and ``..`` resolved."""
+    return [Path(os.path.realpath(p)) for p in os.environ.get(ROOTS_ENV, "").split(":") if p.strip()]
+
+
+def _hub_allowed() -> bool:
+    return os.environ.get(HUB_ENV) == "1"
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+
+
+def resolve_model(text: str) -> str:
+    """What the own-model field may load: the name to pass to :func:`load_model`.
+
+    Allowed are the embedded models, checkpoint folders under one of :func:`roots` (absolute, or relative
+    to a root; symlinks and ``..`` are resolved before the containment check) and, only when
+    ``$INTERP_DASHBOARD_HUB`` is ``1``, Hugging Face Hub names. Nothing else is touched: in particular no
+    hub request is made for a refused name.
+
+    Raises:
+        ValueError: the field is over its cap, or the model is not allowed. The refusal is one message
+            whether or not such a path exists on the server.
+    """
+    text = check_text("model", text).strip()
+    if text in interp.reference.names():
+        return text
+    for root in roots():
+        candidate = Path(os.path.realpath(root / text))  # an absolute text replaces the root
+        if (candidate == root or root in candidate.parents) and candidate.is_dir():
+            return str(candidate)
+    hub = _hub_allowed()
+    # interp.load takes a name that exists as a local path for a folder, so such a name is not a hub name here.
+    if hub and _HUB_ID.fullmatch(text) and not os.path.lexists(text) and ".." not in text.split("/"):
+        return text
+    allowed = "the embedded models (" + ", ".join(interp.reference.names()) + ")"
+    allowed += ", checkpoint folders under the model roots the operator listed" if roots() else ""
+    allowed += ", Hugging Face Hub names" if hub else ""
+    raise ValueError(f"model {text!r} is not available on this dashboard; it loads {allowed}")
+
+
+def scrub(message: str) -> str:
+    """Remove server paths from a message shown to a visitor.
+
+    Paths under the embedded checkpoints folder or a model root become relative to it (a model folder
+    becomes its display name); any other absolute path is cut to its last component.
+    """
+    for base in sorted({*roots(), embedded.CHECKPOINTS.resolve()}, key=lambda p: -len(str(p))):
+        message = message.replace(str(base) + os.sep, "").replace(str(base), "<model root>")
+    return re.sub(r"(?<![\w.~/])/(?:[^\s/'\"():,]+/)+(?=[^\s/'\"():,])", "", message)
 
 
 def devices() -> list[str]:
@@ -139,61 +302,84 @@ SIDEBAR = "sidebar_selection"
 """Session-state key of what the sidebar widgets returned on this run (see :func:`sidebar`)."""
 
 
+def dtypes(device: str) -> tuple[str, ...]:
+    """Dtypes the sidebar offers on ``device``: :data:`CPU_DTYPES` on the CPU, :data:`DTYPES` elsewhere."""
+    return CPU_DTYPES if device == "cpu" else DTYPES
+
+
 def sidebar() -> None:
     """Draw the sidebar inputs (model picker, own-model field, device, dtype, prompt).
 
     What they return is kept under :data:`SIDEBAR` for the page that runs next: reading widget
-    values back by key is not reliable before a widget has been changed once.
+    values back by key is not reliable before a widget has been changed once. Nothing is checked
+    here; :func:`context` checks (inside :func:`run_page`, so errors are shown on the page).
     """
     with st.sidebar:
         name = st.selectbox("Model", interp.reference.names(), key="model_name", help="An embedded reference model.")
         own = st.text_input(
             "…or your own model",
             key="model_path",
-            placeholder="checkpoint directory or Hugging Face name",
+            placeholder="checkpoint folder under the model roots" + (" or hub name" if _hub_allowed() else ""),
             help="When filled in, this is used instead of the embedded model above.",
         )
         left, right = st.columns(2)
         device = left.selectbox("Device", devices(), key="device")
-        dtype = right.selectbox("Dtype", DTYPES, key="dtype")
-        prompt = st.text_area("Prompt", value=DEFAULT_PROMPT, key="prompt", height=100)
-    st.session_state[SIDEBAR] = (ModelKey((own or "").strip() or name, device, dtype), prompt)
+        offered = dtypes(device)
+        if st.session_state.get("dtype") not in offered:
+            st.session_state["dtype"] = offered[0]  # e.g. float16 chosen on cuda, then the device set to cpu
+        dtype = right.selectbox("Dtype", offered, key="dtype")
+        # No max_chars: Streamlit would cut a longer text silently; prompt() refuses it, naming the cap.
+        prompt = st.text_area("Prompt", value=DEFAULT_PROMPT, key="prompt", height=100,
+                              help=f"At most {CAPS['prompt']} characters.")
+    st.session_state[SIDEBAR] = ((own or "").strip() or name, device, dtype, prompt)
 
 
 def model_key() -> ModelKey:
-    """The :class:`ModelKey` the sidebar currently selects."""
-    return st.session_state[SIDEBAR][0]
+    """The :class:`ModelKey` the sidebar currently selects, its name checked by :func:`resolve_model`.
+
+    Raises:
+        ValueError: the model is not one this dashboard may load, or the dtype is not offered on the device.
+    """
+    name, device, dtype, _ = st.session_state[SIDEBAR]
+    if dtype not in dtypes(device):
+        raise ValueError(f"dtype={dtype!r} is not offered on {device}; choose one of {', '.join(dtypes(device))}")
+    return ModelKey(resolve_model(name), device, dtype)
 
 
 def prompt() -> str:
-    """The sidebar's prompt."""
-    return st.session_state[SIDEBAR][1]
+    """The sidebar's prompt.
+
+    Raises:
+        ValueError: the prompt is over its cap (:data:`CAPS`).
+    """
+    return check_text("prompt", st.session_state[SIDEBAR][3])
 
 
 def context(need_prompt: bool = True) -> Context:
     """Load (or fetch from cache) the selected model and read the prompt.
 
     Raises:
-        ValueError: the prompt is empty (when ``need_prompt``), or the model cannot be loaded.
-        FileNotFoundError: the model path does not exist.
+        ValueError: the prompt is empty (when ``need_prompt``) or over its cap, or the model is not
+            allowed or cannot be loaded.
+        FileNotFoundError: a file of the model is missing.
     """
     key = model_key()
-    with st.spinner(f"Loading {key.name} ({key.device}, {key.dtype})…"):
-        model = load_model(*key)
     text = prompt()
     if need_prompt and not text.strip():
         raise ValueError("the prompt is empty; type a prompt in the sidebar")
+    with st.spinner(f"Loading {display_name(key.name)} ({key.device}, {key.dtype})…"):
+        model = load_model(*key[:3])
     return Context(model=model, key=key, info=interp.model_info(model), prompt=text)
 
 
 def run_page(render: Callable[[], None]) -> None:
-    """Run a page body, showing any exception as ``st.error`` with its reason (never a traceback)."""
+    """Run a page body, showing any exception as ``st.error`` with its reason (never a traceback or a server path)."""
     try:
         render()
     except USER_ERRORS as err:
-        st.error(_message(err))
+        st.error(scrub(_message(err)))
     except Exception as err:  # the app must never show a traceback, whatever the library raises
-        st.error(f"{type(err).__name__}: {_message(err)}")
+        st.error(f"{type(err).__name__}: {scrub(_message(err))}")
 
 
 def token_labels(tokens: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from jaxtyping import Float
 
 from interp.core.capturing import capture
 from interp.core.hooks import LAYER_SITES, hook_name, hooked
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import str_tokens, tokenize
 
@@ -118,6 +119,7 @@ def subject_span(model: Any, text: str, subject: str, *, prepend_bos: bool | Non
     return inside[0] + int(bos), inside[-1] + 1 + int(bos)
 
 
+@holds_model
 def causal_trace(
     model: Any,
     prompt: str,
@@ -191,6 +193,7 @@ def causal_trace(
     )
 
 
+@holds_model
 def trace_state(
     model: Any,
     prompt: str,
@@ -234,6 +237,7 @@ def trace_state(
     return float(logits[:, -1].float().softmax(-1)[:, answer_id].mean())
 
 
+@holds_model
 def average_indirect_effect(
     model: Any, facts: Sequence[tuple[str, str]], *, kind: str = "resid", **trace_kwargs: Any
 ) -> Float[torch.Tensor, " layer"]:

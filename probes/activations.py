@@ -15,6 +15,7 @@ from jaxtyping import Float, Int
 
 import interp
 from interp.core.hooks import hook_name as core_hook_name
+from interp.core.locking import holds_model
 from probes.task import ProbeTask, check_positions
 
 SITES = ("attn_out", "mlp_out", "resid_mid", "resid_post", "resid_pre")
@@ -62,6 +63,7 @@ def check_layers(model: Any, layers: list[int] | None) -> list[int]:
     return [interp.check_layer(info, layer) for layer in layers]
 
 
+@holds_model
 def collect(
     model: Any, task: ProbeTask, layers: list[int], site: str = "resid_post", batch_size: int = 64
 ) -> TaskActivations:

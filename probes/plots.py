@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from interp.core.model_info import display_name
+
 
 def accuracy_figure(report: Any) -> Any:
     """Test accuracy, control accuracy and selectivity across layers, with the majority baseline.
@@ -36,7 +38,7 @@ def accuracy_figure(report: Any) -> Any:
         )
     fig.add_hline(y=report.majority, line_dash="dot", line_color="gray", annotation_text="majority class")
     fig.update_layout(
-        title=f"probe '{report.task}' at {report.site or 'activations'} ({report.model or 'model'})",
+        title=f"probe '{report.task}' at {report.site or 'activations'} ({display_name(report.model) or 'model'})",
         xaxis={"title": "layer", "tickmode": "array", "tickvals": report.layers},
         yaxis={"title": "accuracy", "range": [min(0.0, *(report.selectivity or [0.0])) - 0.02, 1.02]},
     )

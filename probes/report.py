@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import torch
 from jaxtyping import Float, Int
 
+from interp.core.files import atomic_path, check_can_write
+from interp.core.locking import holds_model
 from probes.activations import SITES, check_layers, collect
 from probes.logistic import LogisticConfig, LogisticFit, fit_logistic, predict
 from probes.plots import accuracy_figure
@@ -157,8 +159,11 @@ class ProbeReport:
         data["best_layer"] = self.best_layer
         return data
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the report and its weights to one safetensors file.
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the report and its weights to one safetensors file (through a temporary and a rename).
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
 
         Examples:
             >>> report.save("city_country.safetensors")  # doctest: +SKIP
@@ -167,25 +172,38 @@ class ProbeReport:
         from safetensors.torch import save_file
 
         meta = {k: v for k, v in self.to_dict().items() if k not in ("selectivity", "best_layer")}
+        check_can_write(path, overwrite)
         tensors = {"weight": self.weight.contiguous().cpu(), "bias": self.bias.contiguous().cpu()}
-        save_file(tensors, os.fspath(path), metadata={"probe_report": json.dumps(meta)})
+        with atomic_path(path) as tmp:
+            save_file(tensors, os.fspath(tmp), metadata={"probe_report": json.dumps(meta)})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ProbeReport:
         """Read a report written by :meth:`save`.
 
         Raises:
-            ValueError: the file is not a saved probe report.
+            FileNotFoundError: no such file.
+            ValueError: the file is not a saved probe report (or is damaged, e.g. truncated).
         """
         from safetensors import safe_open
 
-        with safe_open(os.fspath(path), framework="pt") as f:
-            meta = (f.metadata() or {}).get("probe_report")
-            if meta is None:
-                raise ValueError(f"{path} is a safetensors file but not a saved ProbeReport (no probe_report metadata)")
-            return cls(**json.loads(meta), weight=f.get_tensor("weight"), bias=f.get_tensor("bias"))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no probe report at {path}")
+        try:
+            with safe_open(os.fspath(path), framework="pt") as f:
+                meta = (f.metadata() or {}).get("probe_report")
+                tensors = {k: f.get_tensor(k) for k in ("weight", "bias")} if meta is not None else {}
+        except Exception as err:  # noqa: BLE001  # safetensors raises its own error type for every defect
+            raise ValueError(f"{path} is not a readable probe report ({type(err).__name__}: {err})") from None
+        if meta is None:
+            raise ValueError(f"{path} is a safetensors file but not a saved ProbeReport (no probe_report metadata)")
+        try:
+            return cls(**json.loads(meta), **tensors)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path} is a damaged probe report: its metadata does not parse ({err})") from None
 
 
+@holds_model
 def fit(
     model: Any,
     task: ProbeTask | str,

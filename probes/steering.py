@@ -13,6 +13,7 @@ from jaxtyping import Float
 
 import interp
 from interp.core.hooks import hooked
+from interp.core.locking import holds_model
 from probes.activations import hook_name
 from probes.plots import steering_figure
 from probes.report import Probe
@@ -111,6 +112,7 @@ class SteeringEffect:
         return steering_figure(self)
 
 
+@holds_model
 def steering_effect(
     model: Any, probe: Probe, label: Label, alpha: float, prompts: str | Sequence[str], k: int = 10
 ) -> SteeringEffect:

@@ -1,13 +1,16 @@
 """AppTest tests of the Streamlit dashboard (apps/dashboard.py): every page, its widgets, bad input, edit isolation.
 
-The tiny fixture models are loaded through the sidebar's own-model field (the real loading path);
-the reference checkpoints are exercised in the slow test at the end.
+The tiny fixture models are loaded through the sidebar's own-model field (the real loading path), with
+pytest's temporary folder as the operator's model root (``INTERP_DASHBOARD_ROOTS``); the reference
+checkpoints are exercised in the slow test at the end.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -15,12 +18,23 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import interp
 from interp import reference
+from interp.rome.counterfact import score_targets
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 ENTRY = APPS / "dashboard.py"
 PAGES = ["walkthrough", "activations", "attention", "heads", "logit_lens", "fact_editor", "sampling", "probing"]
 TIMEOUT = 600  # seconds per script run: pages fit probes or trace facts, and CI machines are slow
+
+
+@pytest.fixture(autouse=True)
+def _model_root(tmp_path_factory, monkeypatch):
+    # The fixture checkpoints live under pytest's base temporary folder: let the dashboard load from there.
+    monkeypatch.setenv("INTERP_DASHBOARD_ROOTS", str(tmp_path_factory.getbasetemp()))
+    monkeypatch.delenv("INTERP_DASHBOARD_HUB", raising=False)
+    if str(APPS) not in sys.path:
+        sys.path.insert(0, str(APPS))
 
 
 def _app(model: str | Path, prompt: str | None = None, page: str | None = None) -> AppTest:
@@ -50,7 +64,7 @@ def _shared_model(model_dir: Path):
         sys.path.insert(0, str(APPS))
     import app_shell
 
-    return app_shell.load_model(str(model_dir), "cpu", "float32")
+    return app_shell.load_model(app_shell.resolve_model(str(model_dir)), "cpu", "float32")
 
 
 def test_cache_keys_name_the_library_function():
@@ -172,7 +186,7 @@ def test_bad_prompts_show_an_error(tiny_gpt2_dir, prompt, page, reason):
 def test_bad_model_path_and_bad_target(tmp_path, tiny_gpt2_dir):
     at = _app(tmp_path / "no-such-model", page="activations")
     assert not at.exception
-    assert at.error and "does not exist" in at.error[0].value
+    assert at.error and "not available on this dashboard" in at.error[0].value
     at = _app(tiny_gpt2_dir, page="logit_lens")
     at.text_input(key="lens_target").input(" the cat sat").run()
     assert not at.exception
@@ -186,7 +200,7 @@ def test_fact_editor_subject_must_be_in_prompt(tiny_gpt2_dir):
     assert at.error and "does not occur in the prompt" in at.error[0].value
 
 
-def test_fact_edit_is_per_session_and_undo_is_bit_exact(tiny_gpt2_dir):
+def test_fact_edit_is_per_session_and_the_shared_model_stays_bit_exact(tiny_gpt2_dir):
     shared = _shared_model(tiny_gpt2_dir)
     snapshot = {k: v.clone() for k, v in shared.state_dict().items()}
 
@@ -197,11 +211,22 @@ def test_fact_edit_is_per_session_and_undo_is_bit_exact(tiny_gpt2_dir):
     _clean(alice)
     edited = alice.dataframe[0].value
     assert "p after" in edited.columns
-    # Whether ROME succeeds on a random tiny model is the ROME tests' business; here: the edit took effect.
+    # Whether ROME succeeds on a random tiny model is the ROME tests' business; here: the edit took effect
+    # (had the cache ignored the edit, "p after" would be the cached unedited numbers).
     assert edited["p after"].tolist() != edited["p before"].tolist()
-    copy = alice.session_state["fact_edit"]["model"]
-    assert copy is not shared
-    assert not all(torch.equal(copy.state_dict()[k], v) for k, v in snapshot.items())
+    change = alice.session_state["fact_edit"]["edit"]
+    assert set(alice.session_state["fact_edit"]) == {"edit", "request"}  # vectors, no model copy
+    assert not change.applied
+    # The session's computation ran on the edited weights and left the one shared model bit-identical.
+    assert all(torch.equal(shared.state_dict()[k], v) for k, v in snapshot.items())
+
+    # Independent check: the same edit applied to a fresh copy of the model gives alice's "p after".
+    fresh = interp.load(tiny_gpt2_dir, device="cpu")
+    pairs = list(zip(edited["prompt"], edited["target"], strict=True))
+    change.apply(fresh)
+    expected = [math.exp(-nll) for nll, _ in score_targets(fresh, pairs)]
+    change.undo()
+    assert edited["p after"].tolist() == pytest.approx(expected, rel=1e-5)
 
     bob = _app(tiny_gpt2_dir, page="fact_editor")
     _clean(bob)
@@ -212,8 +237,113 @@ def test_fact_edit_is_per_session_and_undo_is_bit_exact(tiny_gpt2_dir):
     alice.button(key="fe_undo").click().run()
     _clean(alice)
     assert "fact_edit" not in alice.session_state
-    assert all(torch.equal(copy.state_dict()[k], v) for k, v in snapshot.items())  # undo restored the copy bit-exact
+    assert "p after" not in alice.dataframe[0].value.columns
     assert all(torch.equal(shared.state_dict()[k], v) for k, v in snapshot.items())
+
+
+def test_cache_key_holds_the_edit(tiny_gpt2_dir):
+    import app_shell
+
+    at = _app(tiny_gpt2_dir, page="fact_editor")
+    at.button(key="fe_apply").click().run()
+    change = at.session_state["fact_edit"]["edit"]
+    assert app_shell.edit_id(None) is None
+    assert app_shell.edit_id(change) == app_shell.edit_id(change)
+    other = type(change)(**{**vars(change), "right": change.right * 2})
+    assert app_shell.edit_id(other) != app_shell.edit_id(change)
+
+
+@pytest.mark.parametrize(("page", "key", "text", "cap"), [
+    (None, "prompt", "x" * 2001, "2000 characters"),
+    ("fact_editor", "fe_subject", "s" * 201, "200 characters"),
+    ("fact_editor", "fe_target", "t" * 101, "100 characters"),
+    ("fact_editor", "fe_extra", "\n".join(["The Louvre is in"] * 21), "20 lines"),
+    ("fact_editor", "fe_extra", "p" * 501, "500 characters"),
+    ("logit_lens", "lens_target", "t" * 101, "100 characters"),
+    ("walkthrough", "walk_analogy", "a, " * 70, "200 characters"),
+    (None, "model_path", "m" * 301, "300 characters"),
+])
+def test_text_over_its_cap_names_the_cap(tiny_gpt2_dir, page, key, text, cap):
+    at = _app(tiny_gpt2_dir, page=page or "activations")
+    _clean(at)
+    at.session_state[key] = text  # what a client that ignores the browser's max_chars could send
+    at.run()
+    assert not at.exception
+    assert at.error and cap in at.error[0].value and "cap" in at.error[0].value
+
+
+def test_paths_outside_the_roots_are_refused_alike(tmp_path, tiny_gpt2_dir, tiny_llama_dir, monkeypatch):
+    monkeypatch.setenv("INTERP_DASHBOARD_ROOTS", str(tiny_gpt2_dir))
+    inside = tiny_gpt2_dir / "link"
+    inside.symlink_to(tiny_llama_dir, target_is_directory=True)  # a symlink out of the root
+    messages = []
+    for typed in (tiny_llama_dir, tmp_path / "no-such-model", f"{tiny_gpt2_dir}/../{tiny_llama_dir.name}", inside,
+                  "/etc"):
+        at = _app(typed, page="activations")
+        assert not at.exception
+        assert at.error, typed
+        messages.append(re.sub(r"^model '[^']*'", "model <typed>", at.error[0].value))
+    assert len(set(messages)) == 1, messages  # one message: it does not tell which paths exist
+    assert "exist" not in messages[0] and str(tiny_gpt2_dir) not in messages[0]
+    _clean(_app(tiny_gpt2_dir, page="activations"))  # the root itself is allowed
+
+
+def test_library_errors_show_no_server_paths(tmp_path_factory):
+    empty = tmp_path_factory.mktemp("not-a-model")
+    at = _app(empty, page="activations")
+    assert at.error and "config.json" in at.error[0].value
+    assert str(tmp_path_factory.getbasetemp()) not in at.error[0].value
+    assert empty.name in at.error[0].value
+
+
+def test_hub_names_need_the_operator_s_consent(tiny_gpt2_dir, monkeypatch):
+    calls = []
+
+    def no_hub(*args, **kwargs):
+        calls.append(args)
+        raise ValueError("hub reached")
+
+    monkeypatch.setattr("interp.core.loading._load_from_hub", no_hub)
+    monkeypatch.setattr("transformers.AutoConfig.from_pretrained", no_hub)
+    at = _app("gpt2", page="activations")
+    assert at.error and "not available on this dashboard" in at.error[0].value
+    assert calls == []  # refused before any hub call
+    monkeypatch.setenv("INTERP_DASHBOARD_HUB", "1")
+    at = _app("gpt2", page="activations")
+    assert at.error and "hub reached" in at.error[0].value
+    assert calls  # with consent the name does go to the hub loader
+
+
+def test_figure_titles_name_the_model_not_the_folder(tiny_gpt2_dir):
+    at = _app(tiny_gpt2_dir, page="heads")
+    _clean(at)
+    titles = [chart["layout"]["title"]["text"] for chart in _charts(at)]
+    assert f"Head census of {tiny_gpt2_dir.name}" in titles
+    assert not any(str(tiny_gpt2_dir.parent) in t for t in titles)
+    from interp.core import embedded
+    from interp.core.model_info import display_name
+
+    assert display_name(str(embedded.CHECKPOINTS / "ref-gpt2")) == "ref-gpt2"
+    assert display_name("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"
+
+
+def test_cpu_offers_only_dtypes_the_library_runs_there(tiny_gpt2_dir):
+    at = _app(tiny_gpt2_dir, page="activations")
+    assert at.selectbox(key="device").value == "cpu"
+    assert list(at.selectbox(key="dtype").options) == ["float32", "bfloat16"]
+    at.selectbox(key="dtype").set_value("bfloat16").run()
+    _clean(at)
+    assert _charts(at)
+
+
+def test_cache_ttl_comes_from_the_environment(monkeypatch):
+    import app_shell
+
+    monkeypatch.setenv("INTERP_DASHBOARD_CACHE_TTL", "abc")
+    with pytest.raises(ValueError, match="INTERP_DASHBOARD_CACHE_TTL"):
+        app_shell._cache_ttl()
+    monkeypatch.setenv("INTERP_DASHBOARD_CACHE_TTL", "2.5")
+    assert app_shell._cache_ttl() == 2.5
 
 
 @pytest.mark.slow

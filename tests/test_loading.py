@@ -86,6 +86,82 @@ def test_unknown_name_lists_embedded_models_without_network(no_network):
     assert no_network == []
 
 
+def test_unknown_name_fails_fast_and_quietly_when_the_hub_is_unreachable(monkeypatch, caplog, capfd):
+    """No HF_HUB_OFFLINE, but no network: one quick probe, then one line (not transformers' retries)."""
+    import time
+
+    import huggingface_hub.constants
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="could not be reached within 2 s") as err:
+        interp.load("no-such-org/no-such-model")
+    assert time.perf_counter() - start < 3.0
+    assert len(str(err.value).splitlines()) == 1 and "ref-gpt2" in str(err.value)
+    out, errors = capfd.readouterr()
+    assert "Retry" not in out + errors + caplog.text
+
+
+def test_pickled_weights_are_refused_naming_the_folder(tiny_gpt2_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=f"{folder} holds only pickled weights \\(pytorch_model.bin\\)"):
+        interp.load(folder, device="cpu")
+
+
+def test_loading_asks_for_safetensors_and_never_trusts_remote_code(tiny_gpt2_dir, monkeypatch):
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    seen = []
+    for cls in (AutoModelForCausalLM, AutoTokenizer):
+        original = cls.from_pretrained.__func__
+
+        def spy(klass, *args, _original=original, **kwargs):
+            seen.append((klass.__name__, kwargs))
+            return _original(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    interp.load(tiny_gpt2_dir, device="cpu")
+    model_kwargs = [k for name, k in seen if name == "AutoModelForCausalLM"]
+    assert model_kwargs and all(k["use_safetensors"] is True for k in model_kwargs)
+    # interp's own calls say so explicitly; TransformerLens re-reads the tokenizer with the default (False).
+    assert [k["trust_remote_code"] for _, k in seen[:2]] == [False, False]
+    assert all(k.get("trust_remote_code", False) is False for _, k in seen)
+    root = Path(interp.__file__).parents[1]
+    sources = [p for d in ("interp", "probes", "apps") for p in (root / d).rglob("*.py")]
+    assert not [p for p in sources if "trust_remote_code=True" in p.read_text()]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_half_precision_works_on_cpu(request, arch, dtype):
+    """float16/bfloat16 on the CPU: finite logits close to float32, and sampling runs."""
+    tiny_model = request.getfixturevalue(f"tiny_{arch}")
+    model = interp.load(request.getfixturevalue(f"tiny_{arch}_dir"), device="cpu", dtype=dtype)
+    prompts = ["The cat sat on the mat", "a"]
+    logits = interp.capture(model, prompts, names=["resid"]).last_logits
+    assert logits.dtype == getattr(torch, dtype) and torch.isfinite(logits).all()
+    reference = interp.capture(tiny_model, prompts, names=[]).last_logits
+    torch.testing.assert_close(logits.float(), reference, rtol=0, atol=0.05)
+    step = interp.next_token(model, "The cat", temperature=0.8, top_k=5)
+    assert torch.isfinite(step.logits).all() and abs(float(step.probs.sum()) - 1) < 1e-3
+    out = interp.generate(model, "The cat", max_new_tokens=3, temperature=0, stop_at_eos=False)
+    assert len(out.new_tokens) == 3
+
+
 def test_missing_directory_is_named(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match=str(missing)):

@@ -48,6 +48,8 @@ def test_tokenized_passes_through(tiny_gpt2):
     [
         ("", "empty string"),
         (["fine", ""], "prompt 1 is the empty string"),
+        (" \t\n", r"prompt 0 is only whitespace \(' \\t\\n'\)"),
+        (["fine", "\u3000\u00a0"], "prompt 1 is only whitespace"),
         ([], r"prompts=\[\] is empty"),
         ("the cat " * 40, r"n_ctx=32"),
         (torch.tensor([[1.0, 2.0]]), "torch.float32"),

@@ -372,9 +372,12 @@ def test_world_train_command_continues_a_checkpoint(tmp_path):
     assert json.loads((tmp_path / "b" / "world.json").read_text())["version"] == 4
     assert "--data-seed 1 --world-version 4`" in recipe(log) and "world v3" in recipe(log)
     assert "stage 2" in (tmp_path / "b" / "loss_curve.html").read_text()
-    missing = runner.invoke(app, args[:-1] + ["--init-from", str(tmp_path / "nowhere")])
+    missing = runner.invoke(app, args[:-1] + ["--init-from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])
     assert missing.exit_code != 0 and "is not a checkpoint directory" in missing.output
-    assert "Traceback" not in missing.output
+    assert "Traceback" not in missing.output and not (tmp_path / "c").exists()
+    again = runner.invoke(app, args)  # --out b holds the checkpoint just made: refused without --overwrite
+    assert again.exit_code == 2 and f"{tmp_path / 'b'} already exists" in again.output and "--overwrite" in again.output
+    assert json.loads((tmp_path / "b" / "training.json").read_text()) == log
 
 
 def test_shipped_cards_end_with_the_committed_notes():

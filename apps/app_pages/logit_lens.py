@@ -12,9 +12,9 @@ def render() -> None:
     left, right = st.columns([1, 2])
     kind = left.radio("Lens", ["logit", "tuned"], horizontal=True, key="lens_kind")
     target = right.text_input(
-        "Target token to follow (optional, one token, mind the leading space)", key="lens_target", placeholder=" Paris"
+        "Target token to follow (optional, one token, mind the leading space)", key="lens_target", placeholder=" Paris",
     )
-    target = target or None
+    target = app_shell.check_text("lens target", target) or None
     if kind == "logit":
         st.caption("Each layer's residual stream decoded with the model's final norm and unembedding.")
         with st.spinner("Decoding every layer…"):
@@ -22,7 +22,8 @@ def render() -> None:
     else:
         st.caption("Each layer's residual stream first translated by a learned affine map (tuned lens), then decoded.")
         tuned = app_shell.cached(interp.TunedLens.load_for, ctx.key)
-        lens = tuned.apply(ctx.model, ctx.prompt, target=target)
+        with app_shell.holding(ctx):
+            lens = tuned.apply(ctx.model, ctx.prompt, target=target)
     st.plotly_chart(lens.figure(), key="lens_fig")
 
     frame = lens.to_frame()

@@ -25,7 +25,7 @@ def render() -> None:
     max_new = cols[0].slider("New tokens", 1, 64, 20, key="samp_max_new")
     seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key="samp_seed")
     if cols[2].button("Generate", key="samp_generate", type="primary"):
-        with st.spinner("Sampling…"):
+        with st.spinner("Sampling…"), app_shell.holding(ctx):
             st.session_state["samp_result"] = interp.generate(
                 ctx.model, ctx.prompt, max_new_tokens=max_new, seed=int(seed), **settings
             )

@@ -74,6 +74,7 @@ def render() -> None:
         layer = cols[1].selectbox("Layer", range(ctx.info.n_layers), key="walk_layer")
         head = cols[2].selectbox("Head", range(ctx.info.n_heads), key="walk_head")
         words = st.text_input("Analogy a, b, c (a − b + c), optional", key="walk_analogy", placeholder="king, man, woman")
+        app_shell.check_text("analogy", words)
     analogy = tuple(w.strip() for w in words.split(",")) if words.strip() else None
     if analogy is not None and len(analogy) != 3:
         raise ValueError(f"the analogy needs three words separated by commas, got {len(analogy)}: {words!r}")

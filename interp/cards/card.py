@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 from interp.cards.scoring import WorldScores
+from interp.core.files import atomic_write_text
 from interp.reference.train import PRESETS, preset_name, stages
 from interp.reference.world import DEFAULT_WORLD_VERSION
 
@@ -108,9 +110,27 @@ def architecture_table(config: dict) -> str:
     return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
+GENERATED = ("Architecture", "Training", "Planted ground truth")
+"""The sections :func:`write_card` always writes afresh; every other section of a card is a further section."""
+
+
+def card_sections(text: str) -> dict[str, str]:
+    """The further sections of a card's text (title -> body, in order): every ``## `` section but :data:`GENERATED`."""
+    found = {}
+    for chunk in text.split("\n## ")[1:]:
+        title, _, body = chunk.partition("\n")
+        if title.strip() not in GENERATED:
+            found[title.strip()] = body.strip()
+    return found
+
+
 def write_card(folder: str | Path, name: str, scores: WorldScores, command: str,
-               sections: dict[str, str] | None = None) -> Path:
+               sections: dict[str, str] | None = None, *, keep: bool = True) -> Path:
     """Write ``CARD.md`` (and ``loss_curve.html``) in a checkpoint folder from measured numbers.
+
+    The card is rewritten on purpose (it is made from the checkpoint), each file through a temporary and a rename.
+    The further sections of the card already there are kept in their place unless ``sections`` gives them anew,
+    so re-scoring a model does not lose the sections measured before; new titles follow them.
 
     Args:
         folder: The checkpoint directory (with ``config.json`` and ``training.json``).
@@ -118,6 +138,7 @@ def write_card(folder: str | Path, name: str, scores: WorldScores, command: str,
         scores: The world scores, measured by ``command``.
         command: The command that measured ``scores``.
         sections: Further measured sections, title -> Markdown body (each should name its command).
+        keep: Keep the further sections of the existing ``CARD.md`` (False: write only ``sections``).
 
     Returns:
         The path of the written card.
@@ -125,7 +146,7 @@ def write_card(folder: str | Path, name: str, scores: WorldScores, command: str,
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     training = json.loads((folder / "training.json").read_text())
-    loss_figure(training).write_html(folder / "loss_curve.html", include_plotlyjs="cdn")
+    atomic_write_text(folder / "loss_curve.html", loss_figure(training).to_html(include_plotlyjs="cdn"))
     steps, losses, _ = loss_curve(training)
     marks = sorted({0, len(losses) // 8, len(losses) // 4, len(losses) // 2, 3 * len(losses) // 4, len(losses) - 1})
     curve = "\n".join(["| step | loss |", "|---|---|"] + [f"| {steps[i]} | {losses[i]:.3f} |" for i in marks])
@@ -153,11 +174,27 @@ Measured with `{command}`:
 
 {scores.to_markdown()}
 """
-    for title, body in (sections or {}).items():
-        text += f"\n## {title}\n{body}\n"
     path = folder / "CARD.md"
-    path.write_text(text)
+    further = _old_sections(path) if keep else {}
+    further.update(sections or {})  # a title given anew replaces the old body in its place
+    for title, body in further.items():
+        text += f"\n## {title}\n{body}\n"
+    atomic_write_text(path, text)
     return path
+
+
+def _old_sections(path: Path) -> dict[str, str]:
+    """The further sections of the card at ``path``; none, with a warning, when it is not a readable card."""
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        if not text.startswith("# ") or "\n## Planted ground truth\n" not in text:
+            raise ValueError("no title or no 'Planted ground truth' section: damaged or not written by write_card")
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        warnings.warn(f"{path} is not a readable card ({err}); its further sections are not kept", stacklevel=3)
+        return {}
+    return card_sections(text)
 
 
 def _tokens(stage: dict) -> int:

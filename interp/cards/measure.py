@@ -20,6 +20,7 @@ from interp.cards.circuits import heads_section, lens_section, tracing_section
 from interp.cards.representations import embeddings_section, probes_section, rome_section
 from interp.cards.scoring import WorldScores, evaluate
 from interp.cards.targets import targets_section
+from interp.core.locking import holds_model
 
 SECTIONS = {
     "heads": ("Attention heads", heads_section),
@@ -33,6 +34,7 @@ SECTIONS = {
 """Section key -> (card title, function), in card order."""
 
 
+@holds_model
 def measure_all(
     model: Any,
     world: dict,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from interp.core.locking import holds_model
 from interp.core.tokens import tokenize
 
 
@@ -119,6 +120,7 @@ def pairwise_accuracy(model: Any, task: dict) -> tuple[float, float]:
     return beats, top1
 
 
+@holds_model
 def evaluate(model: Any, world: dict | str | Path) -> WorldScores:
     """Score ``model`` on every planted ground truth of ``world`` (a ``world.json`` dict or path)."""
     if not isinstance(world, dict):

@@ -34,7 +34,9 @@ def trace(
     except ValueError as err:
         raise fail(err) from None
     if html is not None:
-        result.figure().write_html(html, include_plotlyjs="cdn")
+        from interp.core.files import atomic_write_text
+
+        atomic_write_text(html, result.figure().to_html(include_plotlyjs="cdn"))
     data = {"tokens": result.tokens, "subject": list(result.subject), "answer": result.answer, "kind": result.kind,
             "window": result.window, "clean": result.clean, "corrupted": result.corrupted,
             "scores": [[round(float(x), 6) for x in row] for row in result.scores]}
@@ -55,14 +57,21 @@ def edit(
     model: ModelOption = "ref-gpt2",
     layer: Annotated[int | None, typer.Option(help="Block to edit (default: chosen by causal tracing).")] = None,
     save: Annotated[Path | None, typer.Option(help="Write the edit to this .safetensors file.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --save file if it exists.")] = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rewrite one fact with ROME and show the prompt, paraphrases and neighbours before and after."""
+    from interp.core.files import check_can_write
     from interp.reference import load_world
     from interp.rome import edit as rome_edit
     from interp.rome.counterfact import case_for, prompt_table
 
+    if save is not None:
+        try:
+            check_can_write(save, overwrite, "--overwrite")  # before the edit is computed
+        except FileExistsError as err:
+            raise fail(err) from None
     bridge = load_or_exit(model, device)
     case = case_for(load_world(bridge), prompt, subject, target)
     try:
@@ -72,7 +81,7 @@ def edit(
         raise fail(err) from None
     after = prompt_table(bridge, case)
     if save is not None:
-        change.save(save)
+        change.save(save, overwrite=overwrite)
     summary = change.to_dict()
     change.undo()
     rows = [{**b, "top_after": a["top"], "p_new_after": a["p_new"], "p_true_after": a["p_true"]}

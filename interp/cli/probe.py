@@ -21,12 +21,19 @@ def probe(
         int, typer.Option(help="city_country: keep countries with at least this many cities (>= 2).")
     ] = 3,
     save: Annotated[Path | None, typer.Option(help="Write the report and weights to this .safetensors file.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --save file if it exists.")] = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fit a linear probe per layer for a reference-world task: accuracy, control accuracy, selectivity."""
+    from interp.core.files import check_can_write
     from probes import fit, world_task
 
+    if save is not None:
+        try:
+            check_can_write(save, overwrite, "--overwrite")  # before the probes are fitted
+        except FileExistsError as err:
+            raise fail(err) from None
     bridge = load_or_exit(model, device)
     try:
         chosen = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
@@ -35,7 +42,7 @@ def probe(
     except ValueError as err:
         raise fail(err) from None
     if save is not None:
-        report.save(save)
+        report.save(save, overwrite=overwrite)
     best = report.layers.index(report.best_layer)
     summary = f"best layer {report.best_layer}: accuracy {report.accuracy[best]:.3f}"
     if report.selectivity is not None:

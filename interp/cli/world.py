@@ -31,21 +31,34 @@ def world_train(
     world_version: Annotated[int, typer.Option(
         help="Version of the world generator (3, 4 or 5; docs/world_versions.md says what each changed).")] = (
         DEFAULT_WORLD_VERSION),
+    save_every: Annotated[int, typer.Option(
+        help="Steps between intermediate saves to --out (each replaces the last one whole).")] = 2000,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace what a non-empty --out holds (at the first save).")] = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a reference model on the reference world (seeded; saves a loss curve beside the checkpoint)."""
+    """Train a reference model on the reference world (seeded; saves a loss curve beside the checkpoint).
+
+    Checkpoints are saved whole or not at all: a run stopped at any moment leaves --out loadable.
+    """
+    from pathlib import Path
+
     from interp.cards.card import loss_figure
+    from interp.core.files import atomic_write_text, check_can_write
     from interp.reference.train import train
 
     try:
+        if init_from is None or Path(out).resolve() != Path(init_from).resolve():  # else train() names both
+            check_can_write(out, overwrite, "--overwrite")  # refused here to name the command-line flag
         result = train(arch, out, preset="quick" if quick else preset, steps=steps, seed=seed, device=device,
                        tokenizer_dir=tokenizer, workers=workers, budget_s=budget, init_from=init_from, lr=lr,
-                       warmup=warmup, data_seed=data_seed, world_version=world_version)
-    except ValueError as err:
+                       warmup=warmup, data_seed=data_seed, world_version=world_version, save_every=save_every,
+                       overwrite=overwrite)
+    except (ValueError, FileExistsError) as err:
         raise fail(err) from None
     training = json.loads((result.out / "training.json").read_text())
-    loss_figure(training).write_html(result.out / "loss_curve.html", include_plotlyjs="cdn")
+    atomic_write_text(result.out / "loss_curve.html", loss_figure(training).to_html(include_plotlyjs="cdn"))
     data = {"out": str(result.out), "seconds": round(result.seconds, 1), "final_loss": result.losses[-1]}
     emit(data, f"saved {result.out} after {result.seconds:.0f} s, final loss {result.losses[-1]:.3f}", as_json)
 

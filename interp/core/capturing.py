@@ -29,12 +29,14 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.core.hooks import ALIASES, hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import ModelInfo, check_head, check_layer, model_info
 from interp.core.tokens import Prompts, str_tokens, tokenize
 
 _NEEDS_POSITIONAL = {"pos_embed": "learned", "rot_k": "rotary", "rot_q": "rotary"}
 
 
+@holds_model
 def capture(
     model: Any,
     prompts: Prompts,

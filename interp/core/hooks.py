@@ -19,6 +19,8 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from interp.core.locking import model_lock
+
 LAYER_SITES: dict[str, str] = {
     "attn_out": "blocks.{L}.hook_attn_out",
     "k": "blocks.{L}.attn.hook_k",
@@ -109,8 +111,9 @@ def layer_names(site: str, layers: Iterable[int]) -> list[str]:
 def hooked(model: Any, fwd_hooks: Sequence[tuple[str, Callable[..., Any]]]) -> Iterator[Any]:
     """Attach forward hooks to ``model`` for the ``with`` block, and remove them on exit, even on error.
 
-    The one way analyses attach hooks (besides :func:`interp.capture`), so that whatever the hook
-    layer must guarantee (removal on exit, and later locking a shared model) lives in one place.
+    The one way analyses attach hooks (besides :func:`interp.capture`), so that what the hook layer
+    guarantees lives in one place: the hooks are removed on exit, and the block holds the model's lock
+    (:func:`interp.core.locking.model_lock`), so no other thread runs the model while they are attached.
 
     Args:
         model: A loaded ``TransformerBridge``.
@@ -120,5 +123,5 @@ def hooked(model: Any, fwd_hooks: Sequence[tuple[str, Callable[..., Any]]]) -> I
     Yields:
         The model, hooked.
     """
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
+    with model_lock(model), model.hooks(fwd_hooks=list(fwd_hooks)):
         yield model

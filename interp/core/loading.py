@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ _DTYPES = {
     "bf16": torch.bfloat16,
 }
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+_PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+_SAFE_LOAD = {
+    "attn_implementation": "eager",  # hooks need the explicit attention pattern
+    "use_safetensors": True,  # pickled weights (pytorch_model.bin) can run code when loaded
+    "trust_remote_code": False,  # never run a checkpoint's own Python
+}
+_HUB_TIMEOUT_S = 2.0
+"""How long :func:`load` waits for the hub to answer before treating it as unreachable."""
 
 
 def load(
@@ -51,7 +60,12 @@ def load(
        checkpoint directory, never from the network;
     2. a local directory in Hugging Face layout (``config.json``, ``*.safetensors``, tokenizer
        files), read with ``local_files_only`` so nothing is fetched;
-    3. anything else is a Hugging Face Hub name, loaded the usual TransformerLens way.
+    3. anything else is a Hugging Face Hub name. When the hub is offline (``HF_HUB_OFFLINE=1``)
+       or does not answer within 2 s, only the local hub cache is used, so an unknown name fails
+       at once instead of after transformers' retries.
+
+    Weights are read from ``*.safetensors`` only (never pickled ``pytorch_model.bin``), and a
+    checkpoint's own code is never run (``trust_remote_code=False``).
 
     The bridge runs on the unmodified HF weights (no LayerNorm folding or centring), is in eval
     mode, and records in ``model.cfg.default_prepend_bos`` whether text prompts get a BOS token
@@ -73,8 +87,9 @@ def load(
         The loaded ``TransformerBridge``.
 
     Raises:
-        ValueError: bad ``dtype``, both ``device`` and ``device_map`` given, or a local
-            checkpoint whose files cannot be read (the message names the file).
+        ValueError: bad ``dtype``, both ``device`` and ``device_map`` given, a local
+            checkpoint whose files cannot be read (the message names the file), or a folder
+            holding only pickled weights.
         FileNotFoundError: an embedded model without checkpoint, a missing directory or file,
             or a name that is neither local nor found on the hub (embedded names are listed).
 
@@ -136,7 +151,8 @@ def check_checkpoint_dir(folder: Path) -> None:
 
     Raises:
         FileNotFoundError: the directory, its ``config.json``, weights or tokenizer are missing.
-        ValueError: ``config.json`` is not JSON or a safetensors file is unreadable.
+        ValueError: ``config.json`` is not JSON, a safetensors file is unreadable, or the folder
+            holds only pickled weights (``*.bin``, ``*.pt``...), which interp refuses to unpickle.
     """
     from safetensors import safe_open
 
@@ -154,6 +170,13 @@ def check_checkpoint_dir(folder: Path) -> None:
         raise ValueError(f"{config} is not valid JSON ({err})") from None
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
+        pickled = sorted(p.name for pattern in _PICKLED_WEIGHTS for p in folder.glob(pattern))
+        if pickled:
+            raise ValueError(
+                f"{folder} holds only pickled weights ({', '.join(pickled)}); interp loads *.safetensors only, "
+                "because unpickling can run code: convert them with "
+                "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder) in a trusted environment"
+            )
         raise FileNotFoundError(f"{folder} has no *.safetensors weights (found: {_listing(folder)})")
     for file in weights:
         try:
@@ -175,11 +198,7 @@ def _load_local(folder: Path, device: Any, dtype: torch.dtype, device_map: Any) 
     with _quiet_progress():
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(
-                folder,
-                dtype=dtype,
-                device_map=device_map,
-                attn_implementation="eager",  # hooks need the explicit attention pattern
-                local_files_only=True,
+                folder, dtype=dtype, device_map=device_map, local_files_only=True, **_SAFE_LOAD
             )
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             raise ValueError(f"could not load the model in {folder}: {_first_line(err)}") from err
@@ -191,22 +210,79 @@ def _load_local(folder: Path, device: Any, dtype: torch.dtype, device_map: Any) 
 
 
 def _load_from_hub(name: str, device: Any, dtype: torch.dtype, device_map: Any) -> Any:
-    from transformer_lens.model_bridge import TransformerBridge
+    offline = _find_on_hub(name)  # before importing transformers (2 s), so a refusal is quick
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _quiet_progress(), _quiet_hub():
+        try:
+            hf_model = AutoModelForCausalLM.from_pretrained(
+                name, dtype=dtype, device_map=device_map, local_files_only=offline, **_SAFE_LOAD
+            )
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
+        except (OSError, RuntimeError, ValueError, KeyError) as err:
+            raise ValueError(f"could not load hub model {name!r}: {_first_line(err)}") from None
+    if device_map is None:
+        hf_model.to(device or _default_device())
+    return _boot(name, hf_model, tokenizer, device, dtype, None)
+
+
+def _find_on_hub(name: str) -> bool:
+    """Check quickly that ``name`` exists on the hub or in its cache; return True to load it offline.
+
+    transformers retries an unreachable hub five times with backoff (about 25 s of printed retries)
+    before it gives up, so when the hub is offline (``HF_HUB_OFFLINE``) or does not answer within
+    :data:`_HUB_TIMEOUT_S`, only the local hub cache is consulted and nothing is retried.
+    """
+    import huggingface_hub.constants
+    from huggingface_hub.file_download import try_to_load_from_cache
+
+    constants = huggingface_hub.constants
+    if constants.HF_HUB_OFFLINE:
+        offline = "the hub is switched off (HF_HUB_OFFLINE)"
+    elif not _hub_reachable(constants.ENDPOINT):
+        offline = f"the hub ({constants.ENDPOINT}) could not be reached within {_HUB_TIMEOUT_S:g} s"
+    else:
+        offline = ""
+    if offline:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return True
+        raise FileNotFoundError(
+            f"could not find model {name!r}: it is not an embedded model, not a local directory, "
+            f"not in the local hub cache, and {offline}; {_embedded_hint()}"
+        ) from None
     from transformers import AutoConfig
 
-    try:
-        # A cheap probe first, so a missing network or unknown repo surfaces as one short
-        # message rather than a hub traceback from deep inside the bridge's loader.
-        AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(
-            f"could not find model {name!r}: it is not an embedded model, not a local directory "
-            f"({Path(name).resolve()} does not exist), and the Hugging Face Hub lookup failed "
-            f"({_first_line(err)}); {_embedded_hint()}"
-        ) from None
-    with _quiet_progress():
-        bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype, device_map=device_map)
-    return _finish(bridge, None)
+    with _quiet_hub():
+        try:
+            AutoConfig.from_pretrained(name, trust_remote_code=False)
+        except (OSError, ValueError) as err:
+            raise FileNotFoundError(
+                f"could not find model {name!r}: it is not an embedded model, not a local directory, "
+                f"and the Hugging Face Hub lookup failed ({_first_line(err)}); {_embedded_hint()}"
+            ) from None
+    return False
+
+
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether the hub answers one HEAD request within :data:`_HUB_TIMEOUT_S` (any HTTP status counts)."""
+    from huggingface_hub.utils import get_session
+
+    answered: list[bool] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        try:
+            get_session().head(endpoint, timeout=_HUB_TIMEOUT_S)
+            answered.append(True)
+        except Exception:  # any failure to connect (DNS, refused, timeout, proxy) means "unreachable"
+            pass
+        finally:
+            done.set()
+
+    # A thread, because name resolution (getaddrinfo) ignores the HTTP timeout and can hang.
+    threading.Thread(target=probe, daemon=True, name="interp-hub-probe").start()
+    done.wait(_HUB_TIMEOUT_S + 0.5)
+    return bool(answered)
 
 
 def _boot(name: str, hf_model: Any, tokenizer: Any, device: Any, dtype: torch.dtype, prepend_bos: bool | None) -> Any:
@@ -214,7 +290,7 @@ def _boot(name: str, hf_model: Any, tokenizer: Any, device: Any, dtype: torch.dt
 
     with _quiet_progress():
         bridge = TransformerBridge.boot_transformers(
-            name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+            name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype, trust_remote_code=False
         )
     return _finish(bridge, prepend_bos)
 
@@ -234,7 +310,7 @@ def _load_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     try:
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError):
         # A bare tokenizer.json (no tokenizer_config.json) is enough for the fast tokenizer.
         if (folder / "tokenizer.json").is_file():
@@ -272,6 +348,20 @@ def _listing(folder: Path) -> str:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Silence huggingface_hub's per-retry warnings ("Retrying in 1s..."); the raised error says it all."""
+    import logging
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager

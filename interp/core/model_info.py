@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from interp.core import embedded
 
 _NORMS = {"LN": "layernorm", "LNPre": "layernorm", "RMS": "rmsnorm", "RMSPre": "rmsnorm"}
 _POSITIONALS = {"standard": "learned", "rotary": "rotary"}
@@ -48,6 +52,34 @@ class ModelInfo:
     def is_gqa(self) -> bool:
         """True when keys and values have fewer heads than queries."""
         return self.n_kv_heads < self.n_heads
+
+    @property
+    def display_name(self) -> str:
+        """The model's name for titles and messages, never a server path (see :func:`display_name`)."""
+        return display_name(self.name)
+
+
+def display_name(name: str) -> str:
+    """Name a model by its name rather than by where it lies on disk.
+
+    An embedded model (or a folder under the embedded checkpoints) is its embedded name, a local folder
+    is its last path component, and anything else (a hub name such as ``"org/model"``) is kept as given.
+
+    Examples:
+        >>> display_name("ref-gpt2"), display_name(str(embedded.CHECKPOINTS / "ref-llama"))
+        ('ref-gpt2', 'ref-llama')
+        >>> display_name("/srv/models/my-gpt/"), display_name("EleutherAI/pythia-70m")
+        ('my-gpt', 'EleutherAI/pythia-70m')
+    """
+    name = str(name)
+    if name in embedded.KNOWN:
+        return name
+    # Same test as interp.load's: hub ids are "name" or "org/name"; anything path-like is local.
+    local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+    if not local:
+        return name
+    path = Path(os.path.normpath(os.path.expanduser(name)))
+    return path.name or name
 
 
 def model_info(model: Any) -> ModelInfo:

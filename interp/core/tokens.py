@@ -48,8 +48,9 @@ def tokenize(model: Any, prompts: Prompts, *, prepend_bos: bool | None = None) -
         ``Tokenized(tokens, attention_mask)`` on the model's embedding device.
 
     Raises:
-        ValueError: an empty prompt or list, a prompt longer than ``n_ctx``, a floating-point
-            tensor, a tensor of the wrong rank, or token ids outside ``[0, d_vocab)``.
+        ValueError: an empty or whitespace-only prompt, an empty list, a prompt longer than
+            ``n_ctx``, a floating-point tensor, a tensor of the wrong rank, or token ids outside
+            ``[0, d_vocab)``.
         TypeError: ``prompts`` is none of the accepted kinds.
 
     Examples:
@@ -189,6 +190,13 @@ def to_single_token(model: Any, text: str) -> int:
 def _encode(model: Any, text: str, index: int, bos: bool, n_ctx: int) -> list[int]:
     if text == "":
         raise ValueError(f"prompt {index} is the empty string; every prompt needs at least one character")
+    if text.isspace():
+        # Almost always a blank line or an empty text box, not a question to the model: refuse it rather
+        # than analyse a lone space token. Token ids still go through as a tensor.
+        raise ValueError(
+            f"prompt {index} is only whitespace ({text[:20]!r}{'...' if len(text) > 20 else ''}); "
+            "every prompt needs at least one non-whitespace character"
+        )
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     if bos:
         ids = [model.tokenizer.bos_token_id, *ids]

@@ -17,6 +17,7 @@ from jaxtyping import Bool, Float, Int
 
 from interp.core import kv_cache
 from interp.core.capturing import capture
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts, str_tokens, tokenize
 from interp.generation.sampling import STEPS, check_sampling, make_generator, pipeline, sample, sampling_probs
@@ -97,6 +98,7 @@ def _step_label(name: str, result: NextToken) -> str:
     return "softmax(logits)"
 
 
+@holds_model
 def next_token(
     model: Any,
     prompt: Prompts,
@@ -118,7 +120,7 @@ def next_token(
         A :class:`NextToken`.
 
     Raises:
-        ValueError: an empty prompt, several prompts, or bad sampling parameters.
+        ValueError: an empty prompt, several prompts, bad sampling parameters, or non-finite logits.
 
     Examples:
         >>> result = next_token(model, "The Eiffel Tower is in the city of", top_k=5)  # doctest: +SKIP
@@ -138,6 +140,7 @@ def next_token_from_logits(
     top_p: float | int | None = None,
 ) -> NextToken:
     """Build a :class:`NextToken` from logits already computed (the journey reuses its one capture)."""
+    check_finite_logits(logits, "the last prompt position")
     steps = pipeline(logits.detach(), temperature, top_k, top_p)
     return NextToken(
         tokens=tokens.detach().cpu(),
@@ -150,6 +153,25 @@ def next_token_from_logits(
         top_p=top_p,
         tokenizer=tokenizer,
     )
+
+
+def check_finite_logits(logits: torch.Tensor, where: str) -> None:
+    """Refuse to sample from logits holding NaN or inf: softmax of them is garbage, not a distribution.
+
+    Args:
+        logits: Raw model logits, any shape.
+        where: Which step produced them, for the message (e.g. ``"generation step 3"``).
+
+    Raises:
+        ValueError: some logit is NaN or infinite (the message counts them and names ``where``).
+    """
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"the model produced non-finite logits at {where} ({int((~finite).sum())} of {finite.numel()} are "
+            "NaN or inf); its weights or activations hold NaN/inf (a broken checkpoint or edit, or float16 "
+            "overflow), so there is no distribution to sample from"
+        )
 
 
 def single_prompt_tokens(model: Any, prompt: Prompts) -> Int[torch.Tensor, "1 pos"]:
@@ -256,6 +278,7 @@ class Stopper:
         return self.tokenizer.decode(new_ids)
 
 
+@holds_model
 def generate(
     model: Any,
     prompt: Prompts,
@@ -291,7 +314,8 @@ def generate(
         A :class:`Generation`.
 
     Raises:
-        ValueError: an empty prompt, several prompts, ``max_new_tokens < 1``, bad sampling parameters.
+        ValueError: an empty prompt, several prompts, ``max_new_tokens < 1``, bad sampling parameters, or
+            non-finite logits at some step.
 
     Examples:
         >>> out = generate(model, "The Eiffel Tower is in the city of", max_new_tokens=5, temperature=0)  # doctest: +SKIP
@@ -316,6 +340,7 @@ def generate(
         if tokens.shape[1] >= n_ctx:
             reason = "n_ctx"
             break
+        check_finite_logits(logits[0, -1], f"generation step {step} (position {tokens.shape[1] - 1})")
         probs = sampling_probs(logits[0, -1], temperature, top_k, top_p)
         token = sample(probs, generator)
         new_ids.append(token)

@@ -21,9 +21,10 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.core import kv_cache
+from interp.core.locking import holds_models
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts, str_tokens
-from interp.generation.decoding import Stopper, generate, single_prompt_tokens
+from interp.generation.decoding import Stopper, check_finite_logits, generate, single_prompt_tokens
 from interp.generation.sampling import check_sampling, make_generator, sample, sampling_probs
 
 
@@ -148,6 +149,7 @@ class SpeculativeGeneration:
         return fig
 
 
+@holds_models("target", "draft")
 def speculative_generate(
     target: Any,
     draft: Any,
@@ -187,7 +189,8 @@ def speculative_generate(
         A :class:`SpeculativeGeneration`.
 
     Raises:
-        ValueError: the models' vocabularies differ, bad prompt, ``n_draft`` or sampling parameters.
+        ValueError: the models' vocabularies differ, bad prompt, ``n_draft`` or sampling parameters, or
+            either model produced non-finite logits.
 
     Examples:
         >>> out = speculative_generate(interp.load("ref-llama"), interp.load("ref-gpt2"), "The capital of France is",
@@ -231,6 +234,7 @@ def speculative_generate(
             logits, draft_cache = _run(draft, seq.to(draft_device), draft_cache)
             draft_calls += 1
             for i in range(n):
+                check_finite_logits(logits[0, -1], f"round {len(rounds)}, draft token {i} (draft model)")
                 q = probs(logits[0, -1], draft_temperature)
                 drafted.append(sample(q, generator))
                 q_rows.append(q)
@@ -240,6 +244,7 @@ def speculative_generate(
         candidate = torch.cat([seq, seq.new_tensor([drafted])], dim=1) if drafted else seq
         logits, target_cache = _run(target, candidate, target_cache)
         target_calls += 1
+        check_finite_logits(logits[0, -(n + 1):], f"round {len(rounds)} (target model)")
         p = probs(logits[0, -(n + 1):])
         accepted, token = verify(p, torch.stack(q_rows) if q_rows else p[:0], drafted, generator)
         rounds.append(Round(drafted=drafted, accepted=accepted, next_token=token))

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 
 from interp.core.hooks import hook_name, hooked
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 
 ABLATIONS = ("mean", "zero")
@@ -57,6 +58,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum((-2, -1)) / mask.sum((-2, -1)).clamp(min=1)
 
 
+@holds_model
 def head_ablation_losses(
     model: Any,
     tokens: Int[torch.Tensor, "batch pos"],
@@ -129,6 +131,7 @@ def batch_mean(
     return (z * weight).sum(0) / weight.sum(0).clamp(min=1)
 
 
+@holds_model
 def joint_ablation_loss(
     model: Any,
     tokens: Int[torch.Tensor, "batch pos"],

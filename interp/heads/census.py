@@ -28,7 +28,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 
 from interp.core.capturing import Capture, capture
-from interp.core.model_info import model_info
+from interp.core.locking import holds_model
+from interp.core.model_info import display_name, model_info
 from interp.core.tokens import Prompts, bos_offset
 from interp.heads.ablation import batch_mean, check_ablation, head_ablation_losses, masked_mean, next_token_losses
 from interp.heads.induction import check_has_patterns, repeated_random_tokens
@@ -90,7 +91,7 @@ class HeadCensus:
         if self.importance is not None:
             panels["importance (nats)"] = self.importance
         short = {(layer, head): _short(label) for (layer, head), label in self.labels.items()}
-        return head_heatmaps(panels, title=f"Head census of {self.model_name or 'model'}", labels=short)
+        return head_heatmaps(panels, title=f"Head census of {display_name(self.model_name) or 'model'}", labels=short)
 
     def __str__(self) -> str:
         head = f"{'layer':>5} {'head':>4}  {'label':<28}" + "".join(f"{_short(t):>7}" for t in self.types)
@@ -115,6 +116,7 @@ class HeadCensus:
         return rows
 
 
+@holds_model
 def head_census(
     model: Any,
     prompts: Prompts | None = None,

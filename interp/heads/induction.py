@@ -20,7 +20,8 @@ from jaxtyping import Float, Int
 
 from interp.core.capturing import capture
 from interp.core.hooks import layer_names
-from interp.core.model_info import ModelInfo, model_info
+from interp.core.locking import holds_model
+from interp.core.model_info import ModelInfo, display_name, model_info
 from interp.core.tokens import bos_offset
 from interp.heads.ablation import (
     batch_mean,
@@ -107,7 +108,7 @@ class InductionReport:
         panels = {"induction score": self.induction, "copying score": self.copying}
         if self.ablation is not None:
             panels["ablation: loss increase (nats)"] = self.ablation
-        return head_heatmaps(panels, title=f"Induction heads of {self.model_name or 'model'}")
+        return head_heatmaps(panels, title=f"Induction heads of {display_name(self.model_name) or 'model'}")
 
     def __str__(self) -> str:
         lines = [f"induction heads of {self.model_name} ([BOS] + r + r, |r|={self.seq_len}, batch {self.batch}, "
@@ -167,6 +168,7 @@ def repeated_random_tokens(
     return torch.cat(parts, dim=1).to(info.device)
 
 
+@holds_model
 def find_induction_heads(
     model: Any,
     *,

@@ -19,6 +19,7 @@ from jaxtyping import Float
 
 from interp.core.capturing import capture
 from interp.core.hooks import hook_name, hooked
+from interp.core.locking import holds_model
 from interp.core.model_info import check_head, check_layer, model_info
 from interp.core.tokens import Prompts
 from interp.heads.ablation import check_ablation, next_token_losses
@@ -99,6 +100,7 @@ class HeadKnockout:
         return fig
 
 
+@holds_model
 def knock_out_head(model: Any, prompt: Prompts, layer: int, head: int, method: str = "zero") -> HeadKnockout:
     """Run ``prompt`` clean and with head ``(layer, head)`` knocked out; compare next-token losses.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from interp.core.capturing import capture
 from interp.core.hooks import hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import Prompts
 from interp.generation import NextToken, next_token_from_logits
@@ -63,6 +64,7 @@ class Journey:
         return {f.name: getattr(self, f.name).figure() for f in fields(self) if getattr(self, f.name) is not None}
 
 
+@holds_model
 def run(
     model: Any,
     prompt: Prompts,

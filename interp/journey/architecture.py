@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from interp.core.model_info import model_info
+from interp.core.model_info import display_name, model_info
 from interp.reference import registry
 
 
@@ -127,6 +127,7 @@ class Architecture:
         columns = ["name", "source", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "d_mlp", "d_vocab",
                    "n_ctx", "norm", "positional", "ffn", "n_params"]
         cells = [frame[c].tolist() for c in columns]
+        cells[0] = [display_name(n) for n in cells[0]]  # a model's name, not the server folder it was loaded from
         cells[-1] = ["" if v is None or v != v else f"{v / 1e6:,.1f}M" for v in frame["n_params"]]
         fig = go.Figure(go.Table(header={"values": columns}, cells={"values": cells}))
         fig.update_layout(title="Architecture side by side")

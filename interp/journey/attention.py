@@ -19,6 +19,7 @@ from jaxtyping import Bool, Float
 
 from interp.core.capturing import Capture
 from interp.core.hooks import hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import check_head, check_layer, model_info
 from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, prompt_str_tokens
@@ -101,6 +102,7 @@ class AttentionHead:
         return fig
 
 
+@holds_model
 def attention_head(
     model: Any,
     prompt: Prompts | None = None,
@@ -203,6 +205,7 @@ class AttentionHeads:
         return fig
 
 
+@holds_model
 def attention_heads(model: Any, prompt: Prompts | None = None, layer: int = 0, *,
                     cap: Capture | None = None) -> AttentionHeads:
     """All heads of ``layer`` side by side, with the key/value head each reads.

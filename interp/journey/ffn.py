@@ -16,6 +16,7 @@ from jaxtyping import Float, Int
 
 from interp.core.capturing import Capture
 from interp.core.hooks import hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, prompt_str_tokens, token_text, unembed
@@ -64,6 +65,7 @@ class TopNeurons:
         return fig
 
 
+@holds_model
 def top_neurons(
     model: Any,
     prompt: Prompts | None = None,

@@ -22,6 +22,7 @@ from jaxtyping import Float
 
 from interp.core.capturing import Capture
 from interp.core.hooks import hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, unembed
@@ -84,6 +85,7 @@ class ResidualStream:
         return fig
 
 
+@holds_model
 def residual_stream(
     model: Any,
     prompt: Prompts | None = None,

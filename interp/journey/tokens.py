@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Int
 
 from interp.core.capturing import Capture
+from interp.core.locking import holds_model
 from interp.core.tokens import Prompts
 from interp.journey.common import ensure_capture, prompt_str_tokens
 
@@ -141,6 +142,7 @@ def replay_bpe(word: str, ranks: dict[tuple[str, str], int], vocab: dict[str, in
     return WordMerges(word=word, steps=steps, merges=merges)
 
 
+@holds_model
 def token_merges(model: Any, prompt: Prompts | None = None, *, cap: Capture | None = None) -> TokenStage:
     """The prompt's tokens and how BPE merged characters into them, word by word.
 

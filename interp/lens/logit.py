@@ -22,6 +22,7 @@ from jaxtyping import Float, Int
 
 from interp.core.capturing import capture
 from interp.core.hooks import hook_name, layer_names
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts, to_single_token
 from interp.lens.plots import lens_figure
@@ -167,6 +168,7 @@ class LensResult:
         return target_ids(self.tokenizer, target, self.tokens.shape[0], self.resid.device)
 
 
+@holds_model
 def logit_lens(
     model: Any,
     prompt: Prompts,

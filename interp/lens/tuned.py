@@ -24,7 +24,9 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from interp.core.capturing import capture
+from interp.core.files import atomic_path, check_can_write
 from interp.core.hooks import hook_name, layer_names
+from interp.core.locking import holds_models
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts
 from interp.lens.logit import MAX_ELEMENTS, LensResult, Target, run_lens
@@ -136,6 +138,7 @@ class TunedLens:
         lens.weight, lens.bias = weight.detach(), bias.detach()
         return lens
 
+    @holds_models("model")
     def apply(
         self,
         model: Any,
@@ -168,15 +171,22 @@ class TunedLens:
             raise ValueError(f"this tuned lens was trained for {ours.get('model')!r}, whose embedding differs from "
                              f"{info.name!r}'s (same shapes, other weights); train one with TunedLens.train(model)")
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the translators and the model identity to a safetensors file; returns the path."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the translators and the model identity to a safetensors file; returns the path.
+
+        The file is written through a temporary and a rename, so it is never left half-written.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_can_write(path, overwrite)
         tensors = {"weight": self.weight.detach().float().cpu().contiguous(),
                    "bias": self.bias.detach().float().cpu().contiguous()}
-        save_file(tensors, str(path), metadata={"format": FORMAT, "meta": json.dumps(self.meta)})
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(self.meta)})
         return path
 
     @classmethod
@@ -200,7 +210,12 @@ class TunedLens:
             raise ValueError(f"{path} is not a readable safetensors file ({err})") from None
         if header.get("format") != FORMAT or set(tensors) != {"weight", "bias"}:
             raise ValueError(f"{path} is not a tuned lens file (format {header.get('format')!r}, expected {FORMAT!r})")
-        meta = json.loads(header["meta"])
+        try:
+            meta = json.loads(header["meta"])
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path} is a damaged tuned lens file: its metadata does not parse ({err})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path} is a damaged tuned lens file: its metadata is not a mapping")
         lens = cls(tensors["weight"].shape[0], tensors["weight"].shape[1], meta)
         lens.weight, lens.bias = tensors["weight"], tensors["bias"]
         if model is not None:

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from interp.core.files import atomic_dir, check_can_write
 from interp.reference.tokenizer import BOS, hf_tokenizer, train_tokenizer
 from interp.reference.world import DEFAULT_WORLD_VERSION, World, WorldConfig
-
 
 
 @dataclass
@@ -183,12 +183,16 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
           log_every: int = 50, save_every: int = 2000, workers: int = 0,
           budget_s: float | None = None, init_from: str | Path | None = None, lr: float | None = None,
           warmup: int | None = None, data_seed: int | None = None,
-          world_version: int = DEFAULT_WORLD_VERSION) -> TrainResult:
+          world_version: int = DEFAULT_WORLD_VERSION, overwrite: bool = False) -> TrainResult:
     """Train a reference model and save it in Hugging Face layout with ``world.json`` beside it.
+
+    Every save builds the checkpoint in a temporary folder beside ``out`` and swaps it in whole
+    (:func:`interp.core.files.atomic_dir`): a run killed at any moment leaves ``out`` holding the previous complete
+    checkpoint or the new one.
 
     Args:
         arch: ``"gpt2"`` or ``"llama"``.
-        out: Output directory (created).
+        out: Output directory (created). Must be new or empty unless ``overwrite``, and not ``init_from``.
         preset: ``"full"`` (the shipped checkpoints), ``"v1"``, ``"quick"`` (about a minute on CPU) or a
             :class:`Preset`.
         steps: Override the preset's step count.
@@ -213,9 +217,14 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
             run it continues, so that it sees new documents. ``world.json`` always comes from ``seed``.
         world_version: Version of the world generator that makes the training text and ``world.json`` (see
             `docs/world_versions.md`); a continuation may train on a newer world than the run it continues.
+        overwrite: Replace what ``out`` holds (at the first save, not before).
 
     Returns:
         A :class:`TrainResult` with the output directory and the loss curve.
+
+    Raises:
+        ValueError: a bad setting, or ``out`` is the ``init_from`` folder.
+        FileExistsError: ``out`` is a non-empty folder (or a file) and ``overwrite`` is False.
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -235,11 +244,17 @@ def train(arch: str, out: str | Path, *, preset: str | Preset = "full", steps: i
         preset = Preset(**{**asdict(preset), "warmup": warmup})
     if workers < 0:
         raise ValueError(f"workers={workers}; must be >= 0")
+    if save_every < 1 or log_every < 1:
+        raise ValueError(f"save_every={save_every}, log_every={log_every}; both must be >= 1 step")
     if budget_s is not None and budget_s <= 0:
         raise ValueError(f"budget_s={budget_s}; must be > 0 seconds")
     world = World(WorldConfig(seed=seed, version=world_version))  # refuses a bad version before anything is made
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if init_from is not None and out.resolve() == Path(init_from).resolve():
+        raise ValueError(f"out={str(out)!r} is the init_from checkpoint {str(init_from)!r} (both resolve to "
+                         f"{out.resolve()}); write the continued model to another folder so the one it continues "
+                         f"stays whole")
+    check_can_write(out, overwrite)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -378,8 +393,10 @@ def stages(training: dict) -> list[dict]:
 
 
 def _save(model, tok, world: World, out: Path, log: dict) -> None:
+    """Write the checkpoint into a temporary folder and swap it with ``out`` once complete."""
     model.eval()
-    model.save_pretrained(out, safe_serialization=True)
-    hf_tokenizer(tok).save_pretrained(out)
-    (out / "world.json").write_text(json.dumps(world.to_json(prepend_bos=True), indent=1))
-    (out / "training.json").write_text(json.dumps(log, indent=1))
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        hf_tokenizer(tok).save_pretrained(tmp)
+        (tmp / "world.json").write_text(json.dumps(world.to_json(prepend_bos=True), indent=1))
+        (tmp / "training.json").write_text(json.dumps(log, indent=1))

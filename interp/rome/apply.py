@@ -31,6 +31,8 @@ from jaxtyping import Float
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from interp.core.files import atomic_path, check_can_write
+from interp.core.locking import holds_model, holds_models, model_lock
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import tokenize
 from interp.rome.config import KEY_CONTEXTS, RomeConfig
@@ -60,6 +62,7 @@ class Edit:
     """Hash of the model the edit was made for (MLP output projections excluded, see :func:`fingerprint`)."""
     _module: Any = field(default=None, repr=False)
     _saved: torch.Tensor | None = field(default=None, repr=False)
+    _lock: Any = field(default=None, repr=False)
 
     @property
     def applied(self) -> bool:
@@ -70,8 +73,9 @@ class Edit:
         """The weight change in ``nn.Linear`` layout (``[d_model, d_mlp]``)."""
         return torch.outer(self.right, self.left)
 
+    @holds_models("model")
     def apply(self, model: Any) -> Edit:
-        """Add the update to ``model``'s weights in place.
+        """Add the update to ``model``'s weights in place (for every thread, until :meth:`undo`).
 
         Raises:
             ValueError: the edit is already applied, or ``model`` is not the model it was made for.
@@ -91,7 +95,7 @@ class Edit:
         with torch.no_grad():
             self._saved = weight.detach().clone()
             weight.add_(delta.T if is_conv1d(module) else delta)
-        self._module = module
+        self._module, self._lock = module, model_lock(model)
         _stack(module).append(self)
         return self
 
@@ -104,21 +108,30 @@ class Edit:
         """
         if not self.applied:
             raise ValueError(f"this edit of layer {self.layer} is not applied")
-        stack = _stack(self._module)
-        if stack[-1] is not self:
-            raise ValueError(
-                f"a later edit of layer {self.layer} is still applied; undo edits of one layer in reverse order"
-            )
-        with torch.no_grad():
-            self._module.weight.copy_(self._saved)
-        stack.pop()
-        self._saved, self._module = None, None
+        with self._lock:
+            stack = _stack(self._module)
+            if stack[-1] is not self:
+                raise ValueError(
+                    f"a later edit of layer {self.layer} is still applied; undo edits of one layer in reverse order"
+                )
+            with torch.no_grad():
+                self._module.weight.copy_(self._saved)
+            stack.pop()
+            self._saved, self._module, self._lock = None, None, None
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the edit to a safetensors file (vectors plus request, layer and model fingerprint)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the edit to a safetensors file (vectors plus request, layer and model fingerprint).
+
+        The file is written through a temporary and a rename, so it is never left half-written.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
+        """
+        check_can_write(path, overwrite)
         tensors = {k: getattr(self, k).detach().float().cpu().contiguous() for k in ("left", "right", "key", "value")}
         meta = {"layer": str(self.layer), "request": json.dumps(self.request), "fingerprint": self.fingerprint}
-        save_file(tensors, str(path), metadata=meta)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
 
     def to_dict(self) -> dict[str, Any]:
         """Layer, request and the norms of the update's vectors, for printing and JSON."""
@@ -141,10 +154,11 @@ def load_edit(path: str | os.PathLike[str]) -> Edit:
             tensors = {k: f.get_tensor(k) for k in ("left", "right", "key", "value")}
         return Edit(layer=int(meta["layer"]), request=json.loads(meta["request"]), fingerprint=meta["fingerprint"],
                     **tensors)
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not an edit file written by Edit.save ({err})") from None
+    except Exception as err:  # noqa: BLE001  # safetensors raises its own error type (truncated, not safetensors)
+        raise ValueError(f"{path} is not an edit file written by Edit.save ({type(err).__name__}: {err})") from None
 
 
+@holds_model
 def edit(
     model: Any,
     *,
@@ -156,6 +170,9 @@ def edit(
     stats_texts: list[str] | None = None,
 ) -> Edit:
     """Rewrite the fact ``prompt.format(subject) -> target`` in ``model``'s weights, in place.
+
+    The edit changes the model for every thread that uses it until ``.undo()``; :func:`edited` keeps it to
+    one ``with`` block, during which other threads wait for the model.
 
     Args:
         model: A ``TransformerBridge`` from :func:`interp.load`.
@@ -211,15 +228,19 @@ def edit(
 def edited(model: Any, **kwargs: Any) -> Iterator[Edit]:
     """Apply an :func:`edit` for the duration of a ``with`` block; undone on exit, exceptions included.
 
+    The block holds the model's lock: other threads see the unedited model before and after it, and wait
+    while it runs (a bare :func:`edit` instead changes the model for every thread until ``.undo()``).
+
     Examples:
         >>> with edited(model, prompt="{} is in the city of", subject="the Louvre", target=" Rome"):  # doctest: +SKIP
         ...     pass
     """
-    change = edit(model, **kwargs)
-    try:
-        yield change
-    finally:
-        change.undo()
+    with model_lock(model):
+        change = edit(model, **kwargs)
+        try:
+            yield change
+        finally:
+            change.undo()
 
 
 def check_request(model: Any, prompt: str, subject: str, target: str) -> list[int]:
@@ -241,7 +262,17 @@ def check_request(model: Any, prompt: str, subject: str, target: str) -> list[in
         raise ValueError(f"target={target!r} is empty; give the new answer, e.g. ' Rome'")
     subject_span(model, prompt.replace("{}", subject), subject)
     target_ids = model.tokenizer.encode(target, add_special_tokens=False)
+    if not target_ids:
+        raise ValueError(f"target={target!r} encodes to no token; give the new answer, e.g. ' Rome'")
     prompt_ids = tokenize(model, prompt.replace("{}", subject)).tokens[0].tolist()
+    n_ctx = model_info(model).n_ctx
+    if len(prompt_ids) + len(target_ids) > n_ctx:
+        # GPT-2 fails deep inside its position embedding; RoPE models run silently past their trained context.
+        raise ValueError(
+            f"prompt plus target is {len(prompt_ids) + len(target_ids)} tokens ({len(prompt_ids)} prompt, "
+            f"{len(target_ids)} target); "
+            f"the model's context window is n_ctx={n_ctx} tokens"
+        )
     with torch.no_grad():
         logits = model(torch.tensor([prompt_ids + target_ids[:-1]], device=model_info(model).device))
     predicted = logits[0, len(prompt_ids) - 1 :].argmax(-1).tolist()

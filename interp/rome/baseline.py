@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import tokenize
 from interp.rome.apply import check_request
@@ -25,6 +26,7 @@ class FinetuneConfig:
     """Largest change of any weight entry (L-infinity ball around the original weights)."""
 
 
+@holds_model
 def finetune(model: Any, *, prompt: str, subject: str, target: str, layer: int, config: FinetuneConfig | None = None):
     """Constrained fine-tuning baseline: Adam on block ``layer``'s MLP output projection, every entry kept within
     ``norm_constraint`` of its original value, minimising the target NLL on the rewrite prompt alone.

@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp.core.capturing import capture
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import pad_id, pad_right, tokenize
 from interp.generation.decoding import generate
@@ -180,12 +181,24 @@ def make_cases(
 
 
 def score_targets(model: Any, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, float]]:
-    """For each ``(prompt, target)``: mean token NLL of the target and the share of its tokens that are top-1."""
+    """For each ``(prompt, target)``: mean token NLL of the target and the share of its tokens that are top-1.
+
+    Raises:
+        ValueError: a target that encodes to no token (its mean NLL would be NaN), or a prompt plus target
+            longer than the model's context window ``n_ctx``.
+    """
     info = model_info(model)
     rows, spans = [], []
-    for prompt, target in pairs:
+    for i, (prompt, target) in enumerate(pairs):
         p = tokenize(model, prompt).tokens[0].tolist()
         t = model.tokenizer.encode(target, add_special_tokens=False)
+        if not t:
+            raise ValueError(f"pair {i}: target={target!r} encodes to no token; there is nothing to score")
+        if len(p) + len(t) > info.n_ctx:
+            raise ValueError(
+                f"pair {i}: prompt plus target is {len(p) + len(t)} tokens; the model's context window is "
+                f"n_ctx={info.n_ctx} tokens"
+            )
         rows.append(p + t)
         spans.append((len(p), len(t)))
     tokens = pad_right(rows, pad_id(model.tokenizer)).tokens
@@ -247,6 +260,7 @@ def case_metrics(model: Any, case: EditCase, *, fluency_tokens: int = 30, seed: 
     return metrics
 
 
+@holds_model
 def evaluate(
     model: Any,
     cases: Sequence[EditCase],

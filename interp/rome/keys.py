@@ -10,8 +10,10 @@ the key ``k*`` over the prompt preceded by short prefixes sampled from the model
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from interp.core.capturing import capture
+from interp.core.files import atomic_path
 from interp.core.hooks import hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Tokenized, pad_id, pad_right
 from interp.generation.decoding import generate
@@ -111,18 +115,23 @@ def mean_key(model: Any, layer: int, texts: list[str], subject: str) -> torch.Te
     return cap[hook][torch.arange(len(texts)), rows].float().mean(0)
 
 
+@holds_model
 def key_stats(model: Any, layer: int, n: int, texts: list[str] | None = None) -> Float[torch.Tensor, "d_mlp d_mlp"]:
     """Second moment ``C = E[k k^T]`` of block ``layer``'s MLP keys, over every token of ``n`` sequences.
 
     The default sequences are reference-world text packed like the training data (:func:`interp.reference.world_text.
     world_tokens`, seed 1); ``C`` is computed once per (model, layer, ``n``) and cached on disk
-    (:func:`stats_path`). With ``texts`` given those are used instead (cut to the context window) and nothing is
-    cached. A progress bar shows the pass.
+    (:func:`stats_path`; written through a temporary file and a rename, so concurrent readers never see half a
+    file). A cache file that cannot be read or has the wrong shape is discarded with a warning and recomputed.
+    With ``texts`` given those are used instead (cut to the context window) and nothing is cached. A progress bar
+    shows the pass.
     """
     path = None if texts is not None else stats_path(model, layer, n)
-    if path is not None and path.is_file():
-        return load_file(str(path))["mom2"]
     info = model_info(model)
+    if path is not None and path.is_file():
+        cached = read_stats(path, info.d_mlp)
+        if cached is not None:
+            return cached
     if texts is None:
         tokens = world_tokens(model, n, seed=1)
         batches = [Tokenized(t, torch.ones_like(t)) for t in tokens.split(64)]
@@ -139,8 +148,27 @@ def key_stats(model: Any, layer: int, n: int, texts: list[str] | None = None) ->
         count += keys.shape[0]
     mom2 = (total / max(count, 1)).float()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"mom2": mom2}, str(path))
+        try:
+            with atomic_path(path) as tmp:
+                save_file({"mom2": mom2}, str(tmp))
+        except OSError as err:  # a read-only or full cache folder costs a recompute next time, not this result
+            warnings.warn(f"could not cache the key statistics in {path} ({err})", stacklevel=2)
+    return mom2
+
+
+def read_stats(path: Path, d_mlp: int) -> torch.Tensor | None:
+    """The cached ``[d_mlp, d_mlp]`` key statistics at ``path``, or ``None`` (with a warning, the file removed) when
+    the file is corrupt: truncated, not safetensors, without ``mom2``, of another shape or not finite."""
+    try:
+        mom2 = load_file(str(path))["mom2"]
+        if tuple(mom2.shape) != (d_mlp, d_mlp) or not bool(torch.isfinite(mom2).all()):
+            raise ValueError(f"mom2 of shape {tuple(mom2.shape)}, expected finite ({d_mlp}, {d_mlp})")
+    except Exception as err:  # noqa: BLE001  # safetensors raises its own error type for every defect
+        warnings.warn(f"discarding the corrupt key-statistics cache {path} ({type(err).__name__}: {err}); "
+                      f"recomputing it", stacklevel=3)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
     return mom2
 
 

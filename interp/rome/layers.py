@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from interp.core.locking import holds_model
+from interp.core.files import atomic_write_text
 from interp.core.tokens import tokenize
 from interp.reference.registry import load_world
 from interp.rome.keys import cache_dir, fingerprint
 from interp.tracing import average_indirect_effect, causal_trace, subject_span
 
 
+@holds_model
 def choose_layer(model: Any, prompt: str, subject: str, *, samples: int = 10) -> int:
     """The block whose MLP output at the subject's last token carries the most of the fact, by causal tracing.
 
@@ -38,6 +42,7 @@ def choose_layer(model: Any, prompt: str, subject: str, *, samples: int = 10) ->
     return int(scores.argmax())
 
 
+@holds_model
 def layer_profile(model: Any, *, n_facts: int = 20, samples: int = 5, seed: int = 0) -> torch.Tensor | None:
     """Average indirect effect per layer of the MLP output at the subject's last token, over world facts.
 
@@ -51,14 +56,19 @@ def layer_profile(model: Any, *, n_facts: int = 20, samples: int = 5, seed: int 
         return None
     path = cache_dir() / f"{fingerprint(model)[:16]}-layer-profile-{n_facts}-{samples}-{seed}.json"
     if path.is_file():
-        return torch.tensor(json.loads(path.read_text()))
+        try:
+            cached = torch.tensor(json.loads(path.read_text()), dtype=torch.float32)
+            if cached.ndim == 1 and len(cached) == model.cfg.n_layers and bool(torch.isfinite(cached).all()):
+                return cached
+            raise ValueError(f"shape {tuple(cached.shape)}, expected ({model.cfg.n_layers},) finite values")
+        except (ValueError, TypeError, UnicodeDecodeError, OSError) as err:  # JSONDecodeError is a ValueError
+            warnings.warn(f"discarding the corrupt layer-profile cache {path} ({err}); recomputing it", stacklevel=2)
     world = load_world(model)
     facts = random.Random(seed).sample(world["facts"], min(n_facts, len(world["facts"])))
     prompts = [(world["templates"][f["relation"]]["train"][0].replace("{subject}", "{}"), f["subject"]) for f in facts]
     profile = average_indirect_effect(model, prompts, kind="mlp", window=1, samples=samples, seed=seed)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(profile.tolist()))
+        atomic_write_text(path, json.dumps(profile.tolist()))
     except OSError:
         pass
     return profile

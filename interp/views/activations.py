@@ -16,6 +16,7 @@ from jaxtyping import Float
 
 from interp.core.capturing import capture
 from interp.core.hooks import LAYER_SITES, hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import Prompts
 
@@ -151,6 +152,7 @@ class ActivationView:
         return fig
 
 
+@holds_model
 def activation_view(model: Any, prompt: Prompts, layer: int, site: str = "resid_post") -> ActivationView:
     """Read one site of one layer for a single prompt.
 

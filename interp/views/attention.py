@@ -16,6 +16,7 @@ from jaxtyping import Float
 
 from interp.core.capturing import capture
 from interp.core.hooks import hook_name
+from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import Prompts
 
@@ -169,6 +170,7 @@ class AttentionView:
         return position % n
 
 
+@holds_model
 def attention_view(model: Any, prompt: Prompts, layer: int) -> AttentionView:
     """Read every head's attention pattern at ``layer`` for one prompt.
 
