@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -30,4 +31,16 @@ def load_or_exit(name: str, device: str | None = None) -> Any:
     try:
         return load(name, device=device)
     except (ValueError, FileNotFoundError) as err:
+        raise fail(err) from None
+
+
+def refuse_existing(path: Path | None, overwrite: bool) -> None:
+    """Exit with an error naming ``--overwrite`` when ``path`` exists, before any work is done."""
+    from interp.core.files import check_can_write
+
+    if path is None:
+        return
+    try:
+        check_can_write(path, overwrite, "--overwrite")
+    except FileExistsError as err:
         raise fail(err) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit, refuse_existing
 
 PromptOption = Annotated[str, typer.Option("--prompt", "-p", help="Prompt with {} where the subject goes.")]
 SubjectOption = Annotated[str, typer.Option("--subject", "-s", help="The subject, e.g. 'the Eiffel Tower'.")]
@@ -62,16 +62,11 @@ def edit(
     as_json: JsonOption = False,
 ) -> None:
     """Rewrite one fact with ROME and show the prompt, paraphrases and neighbours before and after."""
-    from interp.core.files import check_can_write
     from interp.reference import load_world
     from interp.rome import edit as rome_edit
     from interp.rome.counterfact import case_for, prompt_table
 
-    if save is not None:
-        try:
-            check_can_write(save, overwrite, "--overwrite")  # before the edit is computed
-        except FileExistsError as err:
-            raise fail(err) from None
+    refuse_existing(save, overwrite)  # before the edit is computed
     bridge = load_or_exit(model, device)
     case = case_for(load_world(bridge), prompt, subject, target)
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit, refuse_existing
 
 
 def probe(
@@ -26,14 +26,9 @@ def probe(
     as_json: JsonOption = False,
 ) -> None:
     """Fit a linear probe per layer for a reference-world task: accuracy, control accuracy, selectivity."""
-    from interp.core.files import check_can_write
     from probes import fit, world_task
 
-    if save is not None:
-        try:
-            check_can_write(save, overwrite, "--overwrite")  # before the probes are fitted
-        except FileExistsError as err:
-            raise fail(err) from None
+    refuse_existing(save, overwrite)  # before the probes are fitted
     bridge = load_or_exit(model, device)
     try:
         chosen = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
