@@ -33,14 +33,21 @@ SLIDER_BUDGET_S = 0.3
 
 
 def _model_path() -> str:
+    """The model the sidebar's own-model field gets: ``ref-gpt2``, or a toy stand-in under an allowed root."""
+    import os
+
     import interp
     from interp.core.toy_models import ToyConfig, save_toy_checkpoint
 
     try:
-        return str(interp.reference.path("ref-gpt2"))
+        interp.reference.path("ref-gpt2")
+        return "ref-gpt2"
     except FileNotFoundError:
         config = ToyConfig(arch="gpt2", n_layers=6, d_model=192, n_heads=6, n_ctx=64, vocab_size=3072)
-        return str(save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-dashboard-"), config))
+        folder = save_toy_checkpoint(tempfile.mkdtemp(prefix="bench-dashboard-"), config)
+        # The dashboard loads folders only under the roots its operator allows (issue #20).
+        os.environ["INTERP_DASHBOARD_ROOTS"] = str(Path(folder).parent)
+        return str(folder)
 
 
 _NEW_PROCESS = """
