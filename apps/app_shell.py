@@ -12,6 +12,10 @@ What the dashboard guarantees to the many visitors of one server:
   session's own computations, under the model's lock (:func:`cached` with ``edit=``, :func:`edited`);
 - every cache is bounded in entries and in time (``INTERP_DASHBOARD_CACHE_TTL`` seconds, default 600), and
   its key holds the session's edit (:func:`edit_id`), so edited and unedited results never mix;
+- the default model and its pages' default results are computed when the server starts (``apps/warm.py``)
+  and kept, unedited, for the server's life in a store bounded in entries (:func:`pin_model`, :func:`pin`);
+  :func:`cached` answers from it first, so the first visitor of a page does not wait and a warmed result
+  never expires;
 - every text input has a cap (:func:`check_text`);
 - the own-model field loads only the embedded models, folders under ``INTERP_DASHBOARD_ROOTS`` and, with
   ``INTERP_DASHBOARD_HUB=1``, hub names (:func:`resolve_model`); messages shown to visitors carry no
@@ -25,7 +29,9 @@ import hashlib
 import inspect
 import json
 import os
+import pickle
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +158,7 @@ def cached(func: Callable[..., Any], key: ModelKey, /, *args: Any, edit: Any = N
     Results go to ``st.cache_data`` (each caller gets its own unpickled copy); results that cannot
     be pickled (e.g. ones holding a tokenizer or a closure) go to ``st.cache_resource`` instead,
     shared read-only between sessions. Both are bounded in entries and live :data:`CACHE_TTL` seconds.
+    Unedited results the warm-up pinned (:func:`pin`) are answered from the pinned store first.
 
     Args:
         func: A library function taking the model first, e.g. ``interp.activation_view``,
@@ -171,6 +178,10 @@ def cached(func: Callable[..., Any], key: ModelKey, /, *args: Any, edit: Any = N
     """
     name = cache_name(func)
     key = ModelKey(*key[:3], edit_id(edit))
+    if key.edit is None:
+        found = _pinned(_pin_key(name, key, args, kwargs))
+        if found is not _MISSING:
+            return found
     if name not in _UNPICKLABLE:
         try:
             return _cached_data(name, func, key, edit, *args, **kwargs)
@@ -206,8 +217,122 @@ _UNPICKLABLE: set[str] = set()
 
 
 def _compute(func: Callable[..., Any], key: ModelKey, edit: Any, args: tuple, kwargs: dict) -> Any:
-    with edited(load_model(*key[:3]), edit) as model:
+    with edited(shared_model(*key[:3]), edit) as model:
         return func(model, *args, **kwargs)
+
+
+MAX_PINNED = 48
+"""Most results :func:`pin` keeps (the warm-up's defaults of one model need about twenty)."""
+
+_MISSING = object()
+_PINNED: dict[tuple, tuple[bool, Any]] = {}  # key -> (pickled?, pickle bytes or the shared object)
+_PINNING: dict[tuple, threading.Event] = {}  # keys being computed by pin(), set when done
+_PINNED_MODELS: dict[tuple[str, str, str], Any] = {}
+_PIN_GUARD = threading.Lock()
+
+
+def pin_model(name: str, device: str, dtype: str) -> Any:
+    """Load a model through :func:`load_model` and keep it for the server's life (see :func:`shared_model`)."""
+    model = _PINNED_MODELS[(name, device, dtype)] = load_model(name, device, dtype)
+    return model
+
+
+def shared_model(name: str, device: str, dtype: str) -> Any:
+    """The shared model: the pinned one if :func:`pin_model` kept it, else :func:`load_model`'s."""
+    model = _PINNED_MODELS.get((name, device, dtype))
+    return load_model(name, device, dtype) if model is None else model
+
+
+def pin(func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> bool:
+    """Compute ``func(model, *args, **kwargs)`` on the unedited model and keep it for the server's life.
+
+    :func:`cached` with the same function and arguments (and no edit) answers from this store first, each
+    caller getting its own unpickled copy (results that cannot be pickled are shared, like
+    ``st.cache_resource``'s). A :func:`cached` call that asks for a result being pinned waits for it instead
+    of computing it again. The store holds at most :data:`MAX_PINNED` results and has no time bound.
+
+    Returns:
+        Whether a result was computed (False: already pinned, or the store is full).
+
+    Raises:
+        TypeError: an argument is not hashable, so it could not be found again.
+    """
+    pin_key = _pin_key(cache_name(func), ModelKey(*key[:3]), args, kwargs)
+    if pin_key is None:
+        raise TypeError(f"cannot pin {cache_name(func)}: its arguments are not hashable")
+    with _PIN_GUARD:
+        if pin_key in _PINNED or pin_key in _PINNING or len(_PINNED) + len(_PINNING) >= MAX_PINNED:
+            return False
+        done = _PINNING[pin_key] = threading.Event()
+    try:
+        result = _compute(func, ModelKey(*key[:3]), None, args, kwargs)
+        try:
+            entry = (True, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 - what st.cache_data could not pickle either: share it read-only
+            entry = (False, result)
+        with _PIN_GUARD:
+            _PINNED[pin_key] = entry
+    finally:
+        with _PIN_GUARD:
+            _PINNING.pop(pin_key)
+        done.set()
+    return True
+
+
+def pinned_bytes(func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> bytes | None:
+    """The pickle of a pinned result (None if it is not pinned or could not be pickled)."""
+    entry = _PINNED.get(_pin_key(cache_name(func), ModelKey(*key[:3]), args, kwargs))
+    return entry[1] if entry is not None and entry[0] else None
+
+
+def pin_pickled(data: bytes, func: Callable[..., Any], key: ModelKey, /, *args: Any, **kwargs: Any) -> None:
+    """Pin a result pickled earlier (by :func:`pinned_bytes`, for the same weights and library code).
+
+    Raises:
+        TypeError: an argument is not hashable.
+        Exception: ``data`` does not unpickle (pickle's own error).
+    """
+    pin_key = _pin_key(cache_name(func), ModelKey(*key[:3]), args, kwargs)
+    if pin_key is None:
+        raise TypeError(f"cannot pin {cache_name(func)}: its arguments are not hashable")
+    pickle.loads(data)  # refuse what no longer unpickles before any visitor reads it
+    with _PIN_GUARD:
+        if len(_PINNED) + len(_PINNING) < MAX_PINNED:
+            _PINNED[pin_key] = (True, data)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, *map(_freeze, value))
+    if isinstance(value, dict):
+        return ("dict", *sorted((k, _freeze(v)) for k, v in value.items()))
+    hash(value)
+    return value
+
+
+def _pin_key(name: str, key: ModelKey, args: tuple, kwargs: dict) -> tuple | None:
+    try:
+        return (name, tuple(key), _freeze(args), _freeze(kwargs))
+    except TypeError:  # unhashable arguments are never pinned
+        return None
+
+
+def _pinned(pin_key: tuple | None) -> Any:
+    if pin_key is None:
+        return _MISSING
+    with _PIN_GUARD:
+        computing = _PINNING.get(pin_key)
+        model = _PINNED_MODELS.get(pin_key[1][:3])
+    if computing is not None:
+        if model is not None and model_lock(model).held_by_me():
+            return _MISSING  # the pinning thread needs the lock this thread holds: compute here instead
+        computing.wait()
+    with _PIN_GUARD:
+        entry = _PINNED.get(pin_key)
+    if entry is None:
+        return _MISSING
+    pickled, value = entry
+    return pickle.loads(value) if pickled else value
 
 
 # ``name`` identifies the function in the cache key and ``key.edit`` the edit; ``_func`` and ``_edit`` are
@@ -368,7 +493,7 @@ def context(need_prompt: bool = True) -> Context:
     if need_prompt and not text.strip():
         raise ValueError("the prompt is empty; type a prompt in the sidebar")
     with st.spinner(f"Loading {display_name(key.name)} ({key.device}, {key.dtype})…"):
-        model = load_model(*key[:3])
+        model = shared_model(*key[:3])
     return Context(model=model, key=key, info=interp.model_info(model), prompt=text)
 
 

@@ -247,7 +247,10 @@ def run() -> list[Ratio]:
     """Start the server, run the reference pass and the concurrent sessions, and report the five figures."""
     start = time.monotonic()
     port = _free_port()
-    env = dict(os.environ, INTERP_DASHBOARD_CACHE_TTL=str(CACHE_TTL_S), STREAMLIT_SERVER_ADDRESS="127.0.0.1")
+    # No start-up warm-up: the single-session reference pass warms the caches, and a warm-up thread still
+    # computing during the load would blur both the timings and the memory baseline.
+    env = dict(os.environ, INTERP_DASHBOARD_CACHE_TTL=str(CACHE_TTL_S), STREAMLIT_SERVER_ADDRESS="127.0.0.1",
+               INTERP_DASHBOARD_WARM="0")
     log = Path(tempfile.mkstemp(prefix="bench-dashboard-load-", suffix=".log")[1])
     # `-o .venv/.installed`: never reinstall packages from inside a benchmark, whatever pyproject.toml's mtime.
     command = ["make", "-s", "-o", ".venv/.installed", "dashboard", f"PORT={port}", "HOST=127.0.0.1"]

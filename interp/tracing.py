@@ -86,6 +86,7 @@ class TraceResult:
         fig = go.Figure(go.Heatmap(
             z=self.scores.tolist(), x=list(range(self.scores.shape[1])), y=labels, colorscale="Purples",
             zmin=min(self.corrupted, float(self.scores.min())), colorbar={"title": f"p({self.answer!r})"},
+            hovertemplate=f"restore %{{y}} at layer %{{x}}<br>p({self.answer!r}) = %{{z:.3f}}<extra></extra>",
         ))
         fig.update_layout(
             title=f"Restoring the {what}{window}: clean p={self.clean:.3f}, corrupted p={self.corrupted:.3f}",

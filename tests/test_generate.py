@@ -115,6 +115,64 @@ def test_next_token_reports_the_models_distribution(tiny_model):
     assert list(result.to_frame(4)["id"]) == expected.topk(4).indices.tolist()
 
 
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, None), (0.7, 5, None), (1.3, 8, 0.6),
+                                                     (0, 3, 0.5), (2.0, None, 0.3)])
+def test_step_effects_match_an_independent_count(tiny_model, temperature, top_k, top_p):
+    result = interp.next_token(tiny_model, PROMPT, temperature=temperature, top_k=top_k, top_p=top_p)
+    logits = result.logits.double().tolist()
+    vocab = range(len(logits))
+    # Each step by hand, in plain Python: the distribution before it, what it kept, what it removed.
+    soft = lambda xs: [math.exp(x - max(xs)) / sum(math.exp(y - max(xs)) for y in xs) for x in xs]  # noqa: E731
+    dists = [soft(logits)]
+    if temperature == 0:
+        best = max(vocab, key=lambda i: logits[i])
+        dists.append([1.0 if i == best else 0.0 for i in vocab])
+    else:
+        dists.append(soft([x / temperature for x in logits]))
+    order = sorted(vocab, key=lambda i: -dists[1][i])
+    allowed = [set(vocab), {i for i in vocab if dists[1][i] > 0} if temperature == 0 else set(vocab)]
+    allowed.append(set(order[:top_k]) & allowed[1] if top_k else allowed[1])
+    mass = sum(dists[1][i] for i in allowed[2])
+    dists.append([dists[1][i] / mass if i in allowed[2] else 0.0 for i in vocab])
+    if top_p is not None:
+        kept, total = set(), 0.0
+        for i in sorted(allowed[2], key=lambda i: -dists[2][i]):
+            kept.add(i)
+            total += dists[2][i]
+            if total >= top_p:
+                break
+    else:
+        kept = allowed[2]
+    allowed.append(kept)
+    effects = result.step_effects()
+    assert [e.step for e in effects] == list(STEPS)
+    for i, effect in enumerate(effects):
+        removed = allowed[i - 1] - allowed[i] if i else set()
+        assert effect.kept == len(allowed[i]) and effect.removed == len(removed)
+        expected_mass = sum(dists[i - 1][j] for j in removed) if i else 0.0
+        assert abs(effect.removed_mass - expected_mass) < 1e-5
+        p = result.probs_by_step[STEPS[i]].double()
+        assert abs(effect.entropy - float(-(p[p > 0] * p[p > 0].log()).sum())) < 1e-9
+        assert abs(effect.top_prob - float(p.max())) < 1e-9
+    frame = result.effects_frame()
+    assert list(frame["tokens left"]) == [len(a) for a in allowed]
+    assert list(frame["removed"]) == [e.removed for e in effects]
+
+
+def test_next_token_figure_shows_the_tail_and_a_log_axis(tiny_model):
+    result = interp.next_token(tiny_model, PROMPT, temperature=1.5, top_k=4)
+    linear, log = result.figure(k=6), result.figure(k=6, log=True)
+    assert linear.layout.yaxis.type == "linear" and log.layout.yaxis.type == "log"
+    assert len(log.data) == len(STEPS)
+    ids = result.top(6)
+    for trace, name in zip(linear.data, STEPS, strict=True):
+        probs = result.probs_by_step[name].double()
+        assert len(trace.y) == 7 and trace.x[-1].startswith(f"all other {len(probs) - 6:,} tokens")
+        assert abs(trace.y[-1] - (1 - float(probs[ids].sum()))) < 1e-6  # the tail: everything not drawn alone
+    effect = result.step_effects()[2]
+    assert f"cut {effect.removed:,} tokens" in linear.data[2].name and effect.removed == len(result.logits) - 4
+
+
 # --- generation -----------------------------------------------------------------------------------------
 
 

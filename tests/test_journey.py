@@ -11,6 +11,7 @@ from interp import journey
 from interp.generation import sampling_probs
 from interp.journey.architecture import facts_from_config, facts_from_model
 from interp.journey.positions import rope_parameters
+from interp.journey.tokens import readable
 
 PROMPT = "The cat sat on the mat and the dog sat on the log"
 
@@ -33,6 +34,29 @@ def test_tokens_replay_bpe_to_the_tokenizers_own_pieces(tiny_model):
         assert list(word.steps[0]) == list(word.word) and "".join(word.pieces) == word.word
         assert len(word.steps) == len(word.merges) + 1
     assert len(stage.figure().data) == 2
+
+
+def test_tokens_are_shown_readably_and_every_row_fits(tiny_model):
+    stage = journey.token_merges(tiny_model, PROMPT)
+    tokenizer = tiny_model.tokenizer
+    # The readable form is the tokenizer's own decoding of the piece, with a space drawn as ␣.
+    for word in stage.words:
+        for piece in word.pieces:
+            decoded = tokenizer.convert_tokens_to_string([piece])
+            assert readable(piece, stage.byte_level) == decoded.replace(" ", "␣"), piece
+    frame = stage.to_frame()
+    assert len(frame) == len(stage.words) and not frame["path"].str.contains("Ġ").any()
+    assert frame["word"].tolist()[1] == "␣" + PROMPT.split()[1]
+    tokens = stage.tokens_frame()
+    assert tokens["id"].tolist() == stage.ids.tolist()
+    assert "".join(tokens["token"].tolist()[1:]) == PROMPT.replace(" ", "␣")  # after BOS, the text, spaces as ␣
+    fig = stage.figure()
+    assert list(fig.data[0].cells.values[1]) == stage.ids.tolist()  # every token is a row of the table
+    header, row = fig.data[0].header.height, fig.data[0].cells.height
+    assert fig.layout.height >= header + row * max(len(tokens), len(frame))  # tall enough for every row
+    assert stage.byte_level and any("Ġ" in a.text for a in fig.layout.annotations)  # the legend explains Ġ
+    long = journey.token_merges(tiny_model, PROMPT + " and the cat sat on the log")
+    assert long.figure().layout.height > fig.layout.height
 
 
 def test_embeddings_neighbours_and_analogy_match_cosine_on_hf_weights(tiny_gpt2):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 import torch
 
@@ -146,3 +148,120 @@ def test_load_for_and_bad_files(tiny_gpt2, tiny_gpt2_dir, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="not a readable"):
         TunedLens.load(tmp_path / "junk.safetensors")
+
+
+def _hf_probs(model, prompt):
+    batch = interp.tokenize(model, prompt)
+    with torch.no_grad():
+        return model.original_model(batch.tokens, attention_mask=batch.attention_mask).logits.softmax(-1)[0]
+
+
+def test_target_figure_plots_the_lens_own_numbers(tiny_model):
+    from interp.lens.plots import row_labels
+
+    prompt = "The cat sat on the mat"
+    lens = logit_lens(tiny_model, prompt, target=" the")
+    info = interp.model_info(tiny_model)
+    labels = row_labels(lens)
+    assert len(labels) == len(lens.layer_names) == info.n_layers + 1 == lens.resid.shape[0]
+    assert labels[0] == "embed" and labels[1] == "block 0" and labels[-1] == f"block {info.n_layers - 1} (output)"
+    fig = lens.target_figure(columns=[-1, 1])
+    assert len(fig.data) == 4  # probability and rank, for each of the two positions
+    prob, rank = lens.prob()[:, 0], lens.rank()[:, 0]
+    for (p_trace, r_trace), col in zip([fig.data[:2], fig.data[2:]], [lens.tokens.shape[1] - 1, 1], strict=True):
+        assert list(p_trace.x) == list(r_trace.x) == labels
+        assert list(p_trace.y) == pytest.approx(prob[:, col].tolist())
+        assert list(r_trace.y) == (rank[:, col] + 1).tolist()  # drawn 1-based: 1 = top prediction
+    # The last layer is the model's own prediction: the HF model's probability of the target.
+    target = interp.to_single_token(tiny_model, " the")
+    hf = _hf_probs(tiny_model, prompt)
+    assert fig.data[0].y[-1] == pytest.approx(float(hf[-1, target]), abs=1e-5)
+    assert fig.data[1].y[-1] == int((hf[-1] > hf[-1, target]).sum()) + 1
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    bottom, top = fig.layout.yaxis2.range  # reversed: rank 1 (the top prediction) at the top, always shown
+    assert top <= 0 < bottom and 10**bottom >= int(rank.max()) + 1
+    low, high = fig.layout.yaxis.range  # every plotted probability is inside the drawn range
+    assert all(10**low <= p <= 10**high for trace in fig.data[::2] for p in trace.y if p > 0)
+    name = interp.model_info(tiny_model).display_name
+    assert name in fig.layout.title.text and "/" not in fig.layout.title.text
+    with pytest.raises(ValueError, match="no target"):
+        logit_lens(tiny_model, prompt).target_figure()
+
+
+def test_heatmap_rows_cells_text_and_contrast(tiny_gpt2):
+    from plotly.colors import sample_colorscale
+
+    from interp.lens.plots import COLORSCALE, quoted, row_labels
+
+    def lum(color):  # WCAG 2 relative luminance, written out here rather than taken from the module
+        if color.startswith("#"):
+            rgb = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        else:
+            rgb = [float(c) / 255 for c in color.strip("rgb()").split(",")]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    prompt = "The cat sat on the mat"
+    lens = logit_lens(tiny_gpt2, prompt, target=" the")
+    fig = lens.heatmap_figure()
+    heat = fig.data[0]
+    n_rows, n_cols = len(lens.layer_names), lens.tokens.shape[1]
+    assert len(fig.data) == 1 and len(heat.z) == n_rows and len(heat.z[0]) == n_cols
+    assert list(fig.layout.yaxis.ticktext) == row_labels(lens)
+    assert list(fig.layout.yaxis.tickvals) == list(range(n_rows))
+    assert len(fig.layout.xaxis.ticktext) == n_cols and fig.layout.height >= 38 * n_rows + 100
+    assert "probability" in heat.colorbar.title.text and heat.colorscale[0][1] != heat.colorscale[-1][1]
+    # Last row: the HF model's own top token and probability at every position.
+    hf = _hf_probs(tiny_gpt2, prompt)
+    assert list(heat.z[-1]) == pytest.approx(hf.max(-1).values.tolist(), abs=1e-5)
+    notes = {(a.y, a.x): a for a in fig.layout.annotations}
+    assert len(notes) == n_rows * n_cols
+    for col, best in enumerate(hf.argmax(-1).tolist()):
+        word = tiny_gpt2.tokenizer.decode([best])
+        assert f"top prediction {quoted(word)}" in heat.hovertext[-1][col]
+        shown = notes[(n_rows - 1, col)].text.removeprefix("<b>").removesuffix("</b>")
+        word = word.replace("\n", "\\n").replace("\t", "\\t")
+        assert html.unescape(shown) == word or (shown.endswith("…") and word.startswith(html.unescape(shown[:-1])))
+    # Every cell's text contrasts with its cell colour (WCAG AA: at least 4.5:1).
+    for (row, col), note in notes.items():
+        cell = lum(sample_colorscale(COLORSCALE, [heat.z[row][col]])[0])
+        ink = lum(note.font.color)
+        ratio = (max(cell, ink) + 0.05) / (min(cell, ink) + 0.05)
+        assert ratio >= 4.5, (row, col, heat.z[row][col], note.font.color)
+    # Hover: layer, position, input token, top prediction and p, target p and rank.
+    t_prob, t_rank = lens.prob()[-1, 0, 2], lens.rank()[-1, 0, 2]
+    hover = heat.hovertext[-1][2]
+    assert row_labels(lens)[-1] in hover and quoted(lens.str_tokens[0][2]) in hover
+    assert f"p = {float(t_prob):.3g}, rank {int(t_rank) + 1}" in hover
+    name = interp.model_info(tiny_gpt2).display_name
+    assert name in fig.layout.title.text and "/" not in fig.layout.title.text.replace("</sup>", "")
+
+
+def test_heatmap_window_and_combined_figure(tiny_llama):
+    lens = logit_lens(tiny_llama, "The cat sat on the mat and the dog", target=" the")
+    n = lens.tokens.shape[1]
+    window = lens.heatmap_figure(columns=[2, 3, 4])
+    top, p_top = lens.top1()
+    torch.testing.assert_close(torch.tensor(window.data[0].z), p_top[:, 0, 2:5])
+    assert len(window.layout.annotations) == 3 * len(lens.layer_names)
+    assert f"positions 2-4 of {n}" in window.layout.title.text
+    with pytest.raises(ValueError, match="valid indices"):
+        lens.heatmap_figure(columns=[n])
+    both = lens.figure()
+    assert [t.type for t in both.data] == ["scatter", "scatter", "heatmap"]  # trajectory on top, map below
+    assert list(both.data[0].y) == pytest.approx(lens.prob()[:, 0, -1].tolist())
+    assert both.layout.yaxis3.domain[1] < both.layout.yaxis.domain[0]  # the map sits below the trajectory
+    cells = [a for a in both.layout.annotations if a.xref != "paper"]
+    assert len(cells) == n * len(lens.layer_names) and all(a.xref == "x3" and a.yref == "y3" for a in cells)
+
+
+def test_tuned_lens_figures_name_the_model(tiny_gpt2):
+    from interp.lens.tuned import _identity
+
+    info = interp.model_info(tiny_gpt2)
+    tuned = TunedLens(info.n_layers, info.d_model, _identity(tiny_gpt2, info)).apply(tiny_gpt2, "The cat sat",
+                                                                                     target=" the")
+    assert tuned.lens == "tuned" and tuned.model_name == info.name
+    fig = tuned.target_figure()
+    assert "tuned lens" in fig.layout.title.text and info.display_name in fig.layout.title.text
+    assert list(fig.data[0].y) == pytest.approx(tuned.prob()[:, 0, -1].tolist())

@@ -9,7 +9,9 @@ STAGES = {
     "tokens": (
         "1 · Tokens",
         "The text is cut into tokens by byte-pair encoding: start from single bytes and apply the learned merges "
-        "in order of rank. Each token becomes an integer id; the model never sees characters.",
+        "in order of rank. Each token becomes an integer id; the model never sees characters. In the tables ␣ marks a "
+        "space: a byte-level tokenizer keeps the space before a word on the word's first token (tokenizer files "
+        "write it as Ġ), so ' Paris' and 'Paris' are different tokens.",
     ),
     "embeddings": (
         "2 · Embeddings",
@@ -99,11 +101,14 @@ def render() -> None:
     st.subheader(title)
     st.markdown(text)
     result = getattr(journey, stage)
-    st.plotly_chart(result.figure(), key=f"walk_fig_{stage}")
+    # The output stage on a log axis: a trained model puts almost all probability on one token.
+    st.plotly_chart(result.figure(log=True) if stage == "output" else result.figure(), key=f"walk_fig_{stage}")
     if stage == "embeddings" and journey.analogy is not None:
         st.plotly_chart(journey.analogy.figure(), key="walk_fig_analogy")
     with st.expander("Numbers"):
-        st.dataframe(result.to_frame())
+        if stage == "tokens":
+            st.dataframe(result.tokens_frame(), hide_index=True)
+        st.dataframe(result.to_frame(), hide_index=True)
 
 
 app_shell.run_page(render)

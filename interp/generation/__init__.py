@@ -1,7 +1,16 @@
 """Turning logits into text: the sampling pipeline, next-token views, generation and speculative decoding."""
 
 from interp.generation.decoding import Generation, NextToken, generate, next_token, next_token_from_logits
-from interp.generation.sampling import STEPS, check_sampling, make_generator, pipeline, sample, sampling_probs
+from interp.generation.sampling import (
+    STEPS,
+    StepEffect,
+    check_sampling,
+    make_generator,
+    pipeline,
+    sample,
+    sampling_probs,
+    step_effects,
+)
 from interp.generation.speculative import Round, SpeculativeGeneration, speculative_generate, verify
 
 __all__ = [
@@ -10,6 +19,7 @@ __all__ = [
     "Round",
     "STEPS",
     "SpeculativeGeneration",
+    "StepEffect",
     "check_sampling",
     "generate",
     "make_generator",
@@ -19,5 +29,6 @@ __all__ = [
     "sample",
     "sampling_probs",
     "speculative_generate",
+    "step_effects",
     "verify",
 ]

@@ -20,7 +20,17 @@ from interp.core.capturing import capture
 from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts, str_tokens, tokenize
-from interp.generation.sampling import STEPS, check_sampling, make_generator, pipeline, sample, sampling_probs
+from interp.generation.plots import next_token_figure, step_label
+from interp.generation.sampling import (
+    STEPS,
+    StepEffect,
+    check_sampling,
+    make_generator,
+    pipeline,
+    sample,
+    sampling_probs,
+    step_effects,
+)
 
 
 @dataclass
@@ -72,30 +82,21 @@ class NextToken:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def figure(self, k: int = 10) -> Any:
-        """Grouped bars: the top-``k`` tokens' probability after each step."""
-        import plotly.graph_objects as go
+    def step_effects(self) -> list[StepEffect]:
+        """What each pipeline step did: tokens left, tokens and probability mass it cut, top probability, entropy."""
+        return step_effects([self.probs_by_step[n] for n in STEPS], [self.kept_by_step[n] for n in STEPS])
 
-        frame = self.to_frame(k)
-        labels = [repr(t) for t in frame["token"]]
-        fig = go.Figure()
-        for name in STEPS:
-            fig.add_bar(name=_step_label(name, self), x=labels, y=frame[f"p_{name}"])
-        fig.update_layout(
-            barmode="group", title="Next-token distribution through the sampling pipeline",
-            xaxis_title="token (by raw logit)", yaxis_title="probability",
-        )
-        return fig
+    def effects_frame(self) -> Any:
+        """One row per pipeline step: its setting, tokens left, tokens and probability it removed, entropy (nats)."""
+        import pandas as pd
 
+        return pd.DataFrame([{"step": step_label(e.step, self), "tokens left": e.kept, "removed": e.removed,
+                              "removed probability": e.removed_mass, "top token p": e.top_prob,
+                              "entropy (nats)": e.entropy} for e in self.step_effects()])
 
-def _step_label(name: str, result: NextToken) -> str:
-    if name == "temperature":
-        return f"temperature {result.temperature:g}" + (" (greedy)" if result.temperature == 0 else "")
-    if name == "top_k":
-        return "top-k off" if result.top_k is None else f"top-k {result.top_k}"
-    if name == "top_p":
-        return "top-p off" if result.top_p is None else f"top-p {result.top_p:g}"
-    return "softmax(logits)"
+    def figure(self, k: int = 10, log: bool = False) -> Any:
+        """Grouped bars: the top-``k`` tokens' and the rest's probability after each step (see :mod:`.plots`)."""
+        return next_token_figure(self, k, log=log)
 
 
 @holds_model

@@ -16,6 +16,8 @@ preserves it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Bool, Float
@@ -106,6 +108,50 @@ def sampling_probs(
         [1.0, 0.0, 0.0, 0.0]
     """
     return pipeline(logits, temperature, top_k, top_p)[-1][0]
+
+
+@dataclass
+class StepEffect:
+    """What one step of the pipeline did to the distribution before it."""
+
+    step: str
+    """Step name, from :data:`STEPS`."""
+    kept: int
+    """Tokens still allowed after the step."""
+    removed: int
+    """Tokens the step removed (allowed before it, not after)."""
+    removed_mass: float
+    """Probability the previous step's distribution gave the removed tokens (0 for the first step)."""
+    top_prob: float
+    """Probability of the most probable token after the step."""
+    entropy: float
+    """Entropy of the distribution after the step, in nats (``exp`` of it: the effective number of choices)."""
+
+
+def step_effects(
+    probs: Sequence[Float[torch.Tensor, " vocab"]], kept: Sequence[Bool[torch.Tensor, " vocab"]]
+) -> list[StepEffect]:
+    """Summarise each step of :func:`pipeline`: tokens left, tokens and probability it cut, sharpness.
+
+    Args:
+        probs: One distribution per step of :data:`STEPS` (``pipeline(...)[i][0]``).
+        kept: The allowed tokens after each step (``pipeline(...)[i][1]``).
+
+    Examples:
+        >>> steps = pipeline(torch.tensor([2.0, 1.0, 0.0, -1.0]), top_k=2)
+        >>> [(e.step, e.kept, e.removed) for e in step_effects([p for p, _ in steps], [k for _, k in steps])]
+        [('logits', 4, 0), ('temperature', 4, 0), ('top_k', 2, 2), ('top_p', 2, 0)]
+    """
+    effects = []
+    for i, (name, p, k) in enumerate(zip(STEPS, probs, kept, strict=True)):
+        p = p.detach().double().cpu()
+        gone = torch.zeros_like(k, dtype=torch.bool) if i == 0 else kept[i - 1].cpu() & ~k.cpu()
+        before = p if i == 0 else probs[i - 1].detach().double().cpu()
+        entropy = max(0.0, float(-(p[p > 0] * p[p > 0].log()).sum()))  # max: no -0.0 for a one-hot
+        effects.append(StepEffect(step=name, kept=int(k.sum()), removed=int(gone.sum()),
+                                  removed_mass=float(before[gone].sum()), top_prob=float(p.max()),
+                                  entropy=float(entropy)))
+    return effects
 
 
 def _renormalise(probs: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

@@ -129,8 +129,11 @@ class Architecture:
         cells = [frame[c].tolist() for c in columns]
         cells[0] = [display_name(n) for n in cells[0]]  # a model's name, not the server folder it was loaded from
         cells[-1] = ["" if v is None or v != v else f"{v / 1e6:,.1f}M" for v in frame["n_params"]]
-        fig = go.Figure(go.Table(header={"values": columns}, cells={"values": cells}))
-        fig.update_layout(title="Architecture side by side")
+        widths = [3.2, 1.2] + [1] * (len(columns) - 2)  # the name column holds hub names such as "EleutherAI/..."
+        fig = go.Figure(go.Table(columnwidth=widths, header={"values": columns, "height": 28},
+                                 cells={"values": cells, "height": 24, "align": ["left"] + ["center"] * 13}))
+        fig.update_layout(title="Architecture side by side", height=130 + 28 + 24 * len(frame),
+                          margin={"t": 60, "b": 10, "l": 10, "r": 10})
         return fig
 
 

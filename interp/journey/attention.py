@@ -85,19 +85,31 @@ class AttentionHead:
 
         labels = [f"{i}:{t!r}" for i, t in enumerate(self.str_tokens)]
         masked = self.scores.masked_fill(~self.mask, float("nan"))
-        fig = make_subplots(rows=1, cols=4, subplot_titles=(
-            "scores q·k/√d", "causal mask", "pattern (softmax)", f"value mix for query {self.query}"))
+        fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
+            "1. scores q·k/√d (row: query, column: key)", "2. causal mask (dark: may attend)",
+            "3. pattern: softmax of each row", f"4. value mix for query {self.query}"))
+        hover = "query %{y}<br>key %{x}<br>"
+        bar = {"len": 0.38, "thickness": 12, "x": 0.43}
         fig.add_trace(go.Heatmap(z=masked.numpy(), x=labels, y=labels, colorscale="RdBu_r", zmid=0,
-                                 showscale=False), row=1, col=1)
-        fig.add_trace(go.Heatmap(z=self.mask.float().numpy(), x=labels, y=labels, colorscale="Greys",
-                                 showscale=False), row=1, col=2)
-        fig.add_trace(go.Heatmap(z=self.pattern.numpy(), x=labels, y=labels, zmin=0, zmax=1,
-                                 colorscale="Blues", showscale=False), row=1, col=3)
-        fig.add_trace(go.Bar(x=labels, y=self.pattern[self.query].tolist(), name="weight"), row=1, col=4)
-        fig.add_trace(go.Bar(x=labels, y=self.weighted_values.norm(dim=-1).tolist(), name="|weight·v|"),
-                      row=1, col=4)
-        for col in (1, 2, 3):
-            fig.update_yaxes(autorange="reversed", row=1, col=col)
+                                 colorbar={**bar, "y": 0.81, "title": {"text": "score"}},
+                                 hovertemplate=hover + "score %{z:.3f}<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Heatmap(z=self.mask.float().numpy(), x=labels, y=labels, zmin=0, zmax=1,
+                                 colorscale=[[0, "#ffffff"], [1, "#666666"]],
+                                 showscale=False, hovertemplate=hover + "allowed %{z}<extra></extra>"), row=1, col=2)
+        fig.add_trace(go.Heatmap(z=self.pattern.numpy(), x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues",
+                                 colorbar={**bar, "y": 0.19, "title": {"text": "weight"}},
+                                 hovertemplate=hover + "weight %{z:.3f}<extra></extra>"), row=2, col=1)
+        fig.add_trace(go.Bar(x=labels, y=self.pattern[self.query].tolist(), name="attention weight"), row=2, col=2)
+        fig.add_trace(go.Bar(x=labels, y=self.weighted_values.norm(dim=-1).tolist(), name="|weight · value|"),
+                      row=2, col=2)
+        for row, col in ((1, 1), (1, 2), (2, 1)):
+            fig.update_yaxes(autorange="reversed", type="category", title_text="query" if col == 1 else None,
+                             showticklabels=col == 1, row=row, col=col)
+            fig.update_xaxes(type="category", title_text="key" if row == 2 else None, row=row, col=col)
+        fig.update_xaxes(type="category", title_text="key", row=2, col=2)
+        fig.update_layout(height=2 * max(320, 16 * len(labels) + 160) + 100,
+                          margin={"b": 130},
+                          legend={"orientation": "h", "x": 1, "xanchor": "right", "y": -0.21, "yanchor": "top"})
         fig.update_layout(title=f"Layer {self.layer}, head {self.head} (key/value head {self.kv_head})")
         return fig
 
@@ -194,14 +206,21 @@ class AttentionHeads:
         cols = min(n_heads, 4)
         rows = -(-n_heads // cols)
         fig = make_subplots(rows=rows, cols=cols,
-                            subplot_titles=[f"head {h} · kv {g}" for h, g in enumerate(self.kv_heads)])
+                            subplot_titles=[f"head {h}" + (f" · kv {g}" if len(set(self.kv_heads)) < n_heads else "")
+                                            for h, g in enumerate(self.kv_heads)])
         labels = [f"{i}:{t!r}" for i, t in enumerate(self.str_tokens)]
         for h in range(n_heads):
-            fig.add_trace(go.Heatmap(z=self.patterns[h].numpy(), x=labels, y=labels, coloraxis="coloraxis"),
+            fig.add_trace(go.Heatmap(z=self.patterns[h].numpy(), x=labels, y=labels, coloraxis="coloraxis",
+                                     hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}"
+                                                   "<extra></extra>"),
                           row=h // cols + 1, col=h % cols + 1)
-            fig.update_yaxes(autorange="reversed", row=h // cols + 1, col=h % cols + 1)
-        fig.update_layout(coloraxis={"cmin": 0, "cmax": 1, "colorscale": "Blues"},
-                          title=f"Layer {self.layer}: all heads (shared colour scale)")
+            fig.update_yaxes(autorange="reversed", type="category", showticklabels=h % cols == 0 and len(labels) <= 24,
+                             row=h // cols + 1, col=h % cols + 1)
+            fig.update_xaxes(type="category", showticklabels=False, row=h // cols + 1, col=h % cols + 1)
+        fig.update_layout(coloraxis={"cmin": 0, "cmax": 1, "colorscale": "Blues",
+                                     "colorbar": {"title": {"text": "attention<br>weight"}}},
+                          height=120 + 300 * rows,
+                          title=f"Layer {self.layer}: all heads, rows are queries, columns keys (shared colour scale)")
         return fig
 
 

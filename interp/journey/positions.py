@@ -45,7 +45,8 @@ class LearnedPositions:
 
         return px.imshow(self.similarity.numpy(), zmin=-1, zmax=1, color_continuous_scale="RdBu_r",
                          labels={"x": "position", "y": "position", "color": "cosine"},
-                         title="Learned position embeddings: cosine similarity")
+                         title="Learned position embeddings: cosine similarity of every pair of positions",
+                         height=560)
 
 
 @dataclass
@@ -78,7 +79,9 @@ class RotaryPositions:
 
         fig = make_subplots(rows=1, cols=2, subplot_titles=("cos(position × θ_i)", "score vs query−key offset"))
         fig.add_trace(go.Heatmap(z=self.angles.cos().numpy(), zmin=-1, zmax=1, colorscale="RdBu_r",
-                                 colorbar={"x": 0.45}), row=1, col=1)
+                                 colorbar={"x": 0.45, "title": {"text": "cos(angle)"}},
+                                 hovertemplate="position %{y}<br>pair %{x}<br>cos %{z:.3f}<extra></extra>"),
+                      row=1, col=1)
         fig.add_trace(go.Scatter(x=self.offsets.tolist(), y=self.relative_score.tolist(), mode="lines"),
                       row=1, col=2)
         fig.update_xaxes(title_text="dimension pair i", row=1, col=1)

@@ -78,7 +78,12 @@ class ResidualStream:
         fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
                             subplot_titles=("residual norm", f"direct logit attribution to {self.token!r}"))
         fig.add_trace(go.Scatter(x=self.norm_labels, y=self.norms.tolist(), mode="lines+markers"), row=1, col=1)
-        fig.add_trace(go.Bar(x=self.labels, y=self.attributions.tolist()), row=1, col=2)
+        fig.add_trace(go.Bar(x=self.labels, y=self.attributions.tolist(),
+                             hovertemplate="%{x}: %{y:.3f} to the logit<extra></extra>"), row=1, col=2)
+        fig.update_yaxes(title_text="L2 norm of the residual", row=1, col=1)
+        fig.update_yaxes(title_text="contribution to the logit", row=1, col=2)
+        fig.update_xaxes(title_text="Lk.pre: entering block k", row=1, col=1)
+        fig.update_xaxes(title_text="component (embeddings, each block's attention and MLP)", row=1, col=2)
         fig.update_layout(showlegend=False, title=(
             f"Position {self.position}: logit {self.logit:.3f} = components {float(self.attributions.sum()):.3f}"
             f" + biases {self.bias_terms:.3f}"))

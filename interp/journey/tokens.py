@@ -29,7 +29,7 @@ class WordMerges:
     """How BPE built the tokens of one pre-tokenized word."""
 
     word: str
-    """The word in byte-level characters (``Ġ`` marks a leading space)."""
+    """The word in byte-level characters (``Ġ`` marks a leading space; :func:`readable` shows it as ``␣``)."""
     steps: list[list[str]]
     """Pieces after each merge, from single characters to the final tokens."""
     merges: list[tuple[str, str]]
@@ -54,31 +54,106 @@ class TokenStage:
     n_merges: int = field(default=0)
     """Number of merges the tokenizer learned."""
 
-    def to_frame(self) -> Any:
-        """One row per word: its final pieces, the number of merges, and the merge path."""
+    byte_level: bool = field(default=True)
+    """The tokenizer is byte-level (GPT-2 style): its pieces are written in a byte alphabet (``Ġ`` = space)."""
+
+    def tokens_frame(self) -> Any:
+        """One row per token: position, id and the token's text (a space shown as ``␣``)."""
         import pandas as pd
 
+        return pd.DataFrame({"position": range(len(self.str_tokens)), "id": self.ids.tolist(),
+                             "token": [visible(t) for t in self.str_tokens]})
+
+    def to_frame(self) -> Any:
+        """One row per word: its final pieces, the number of merges, and the merge path (``␣`` = a space)."""
+        import pandas as pd
+
+        show = lambda piece: readable(piece, self.byte_level)  # noqa: E731
         return pd.DataFrame(
-            [{"word": w.word, "pieces": w.pieces, "n_merges": len(w.merges),
-              "path": " → ".join(" ".join(s) for s in w.steps)} for w in self.words]
+            [{"word": show(w.word), "pieces": [show(p) for p in w.pieces], "n_merges": len(w.merges),
+              "path": " → ".join(" ".join(show(p) for p in s) for s in w.steps)} for w in self.words],
+            columns=["word", "pieces", "n_merges", "path"],
         )
 
     def figure(self) -> Any:
-        """A table: token ids and strings, then each word's merge path."""
+        """Two tables side by side, tall enough for every row: the tokens, and each word's merge path."""
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        frame = self.to_frame()
-        fig = make_subplots(rows=2, cols=1, specs=[[{"type": "table"}], [{"type": "table"}]],
-                            subplot_titles=("tokens", "BPE merges per word"))
-        fig.add_trace(go.Table(header={"values": ["position", "id", "token"]},
-                               cells={"values": [list(range(len(self.str_tokens))), self.ids.tolist(),
-                                                 [repr(t) for t in self.str_tokens]]}), row=1, col=1)
-        fig.add_trace(go.Table(header={"values": ["word", "merges", "path"]},
-                               columnwidth=[1, 1, 6],
-                               cells={"values": [frame["word"], frame["n_merges"], frame["path"]]}), row=2, col=1)
-        fig.update_layout(title="Tokens and the byte-pair merges that built them")
+        tokens, words = self.tokens_frame(), self.to_frame()
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.03,
+                            specs=[[{"type": "table"}, {"type": "table"}]],
+                            subplot_titles=(f"{len(tokens)} tokens the model sees",
+                                            f"BPE merges per word ({self.n_merges:,} merges learned)"))
+        fig.add_trace(go.Table(columnwidth=[1, 1, 2], header={"values": list(tokens.columns), "height": _HEADER},
+                               cells={"values": [tokens[c] for c in tokens.columns], "height": _ROW}), row=1, col=1)
+        fig.add_trace(go.Table(columnwidth=[2, 1, 7], header={"values": ["word", "merges", "path (one step per →)"],
+                                                             "height": _HEADER},
+                               cells={"values": [words["word"], words["n_merges"], words["path"]], "height": _ROW,
+                                      "align": ["left", "center", "left"]}),
+                      row=1, col=2)
+        # A path longer than its column wraps onto more lines; count them so that no row is cut off.
+        lines = [1 + len(path) // _PATH_CHARS for path in words["path"]][:_MAX_ROWS]
+        height = _HEADER + _ROW * max(min(len(tokens), _MAX_ROWS), sum(lines)) + 150
+        fig.update_layout(title="Tokens and the byte-pair merges that built them", height=height,
+                          margin={"t": 90, "b": 50, "l": 10, "r": 10})
+        if self.byte_level:
+            fig.add_annotation(text=LEGEND, showarrow=False, xref="paper", yref="paper", x=0, y=0,
+                               yshift=-30, xanchor="left", yanchor="top", font={"size": 12})
         return fig
+
+
+_HEADER, _ROW, _MAX_ROWS, _PATH_CHARS = 28, 22, 40, 70
+LEGEND = ("␣ marks a space. A byte-level BPE tokenizer keeps the space before a word on the word's first "
+          "token; tokenizer files write it as Ġ.")
+"""The legend shown with byte-level merge paths."""
+
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
+
+
+def _byte_alphabet() -> dict[str, int]:
+    # GPT-2's bytes_to_unicode, inverted: printable bytes stand for themselves, the others (space, control
+    # characters...) are shifted to code points 256 and up, so that space (byte 32) is written Ġ (U+0120).
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+_BYTES = _byte_alphabet()
+
+
+def visible(text: str) -> str:
+    """``text`` with spaces, newlines and tabs drawn as ``␣``, ``↵`` and ``⇥``.
+
+    Examples:
+        >>> visible(" Eiffel Tower")
+        '␣Eiffel␣Tower'
+    """
+    return "".join(_VISIBLE.get(c, c) for c in text)
+
+
+def readable(piece: str, byte_level: bool = True) -> str:
+    """A tokenizer piece as a reader would write it: byte-level characters decoded, a space drawn as ``␣``.
+
+    Pieces that are part of a multi-byte character stay in the byte alphabet. SentencePiece-style
+    pieces (``▁`` for a space) are handled too.
+
+    Examples:
+        >>> readable("ĠEiffel")
+        '␣Eiffel'
+        >>> readable("ĊĠ")
+        '↵␣'
+        >>> readable("▁Paris", byte_level=False)
+        '␣Paris'
+    """
+    if not byte_level:
+        return visible(piece.replace("▁", " "))
+    if any(c not in _BYTES for c in piece):
+        return piece
+    try:
+        return visible(bytes(_BYTES[c] for c in piece).decode("utf-8"))
+    except UnicodeDecodeError:
+        return piece
 
 
 def bpe_merges(tokenizer: Any) -> tuple[dict[tuple[str, str], int], bool]:
@@ -166,4 +241,6 @@ def token_merges(model: Any, prompt: Prompts | None = None, *, cap: Capture | No
         pre = backend.pre_tokenizer.pre_tokenize_str(prompt) if backend.pre_tokenizer else [(prompt, (0, 0))]
         vocab = model.tokenizer.get_vocab() if ignore_merges else None
         words = [replay_bpe(word, ranks, vocab) for word, _ in pre]
-    return TokenStage(ids=cap.tokens[0].cpu(), str_tokens=prompt_str_tokens(cap), words=words, n_merges=len(ranks))
+    byte_level = type(getattr(model.tokenizer.backend_tokenizer, "decoder", None)).__name__ == "ByteLevel"
+    return TokenStage(ids=cap.tokens[0].cpu(), str_tokens=prompt_str_tokens(cap), words=words, n_merges=len(ranks),
+                      byte_level=byte_level)

@@ -25,7 +25,7 @@ from interp.core.hooks import hook_name, layer_names
 from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts, to_single_token
-from interp.lens.plots import lens_figure
+from interp.lens.plots import lens_figure, lens_heatmap, target_figure
 
 MAX_ELEMENTS = 2**26
 """Default budget for materialised log-probabilities (``layer * batch * pos * vocab`` floats, 256 MiB)."""
@@ -65,6 +65,8 @@ class LensResult:
     """The model's tokenizer, to decode predictions."""
     logprobs_cache: torch.Tensor | None = field(default=None, repr=False)
     """Materialised log-probabilities when they fit the memory budget."""
+    model_name: str = ""
+    """The model's name (``model_info(model).name``); figures show its display name, never a path."""
 
     @property
     def logprobs(self) -> Float[torch.Tensor, "layer batch pos vocab"]:
@@ -149,10 +151,28 @@ class LensResult:
                 rows.append(row)
         return pd.DataFrame(rows)
 
-    def figure(self, batch: int = 0) -> Any:
-        """The logit-lens picture: layers x positions, top token in each cell coloured by its probability;
-        with a target, a second panel of its probability and rank across layers at the last position."""
-        return lens_figure(self, batch)
+    def figure(self, batch: int = 0, columns: Sequence[int] | None = None,
+               target_columns: Sequence[int] = (-1,)) -> Any:
+        """The logit-lens picture: layers x positions, the top token in each cell coloured by its probability.
+
+        With a target, its probability and rank per layer (at ``target_columns``, default the last position)
+        are drawn in panels above the map. ``columns`` picks the kept positions of the map (default all).
+        """
+        return lens_figure(self, batch, columns, target_columns)
+
+    def heatmap_figure(self, batch: int = 0, columns: Sequence[int] | None = None) -> Any:
+        """The layers x positions map alone (see :func:`interp.lens.plots.lens_heatmap`)."""
+        return lens_heatmap(self, batch, columns)
+
+    def target_figure(self, batch: int = 0, columns: Sequence[int] = (-1,)) -> Any:
+        """The target's probability (log axis) and rank per layer at the kept positions ``columns``.
+
+        ``columns`` defaults to the last position; see :func:`interp.lens.plots.target_figure`.
+
+        Raises:
+            ValueError: the lens was made without a target.
+        """
+        return target_figure(self, batch, columns)
 
     def _column(self, pos: int) -> int:
         n = self.tokens.shape[1]
@@ -243,6 +263,7 @@ def run_lens(
         resid=resid, decode=decode, tokens=tokens, positions=cols, str_tokens=str_tok, target=ids,
         layer_names=["embed", *map(str, range(info.n_layers))], final_norm_applied=apply_final_norm,
         lens="tuned" if translate is not None else "logit", tokenizer=model.tokenizer, logprobs_cache=logprobs,
+        model_name=info.name,
     )
 
 

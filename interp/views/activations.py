@@ -124,6 +124,7 @@ class ActivationView:
                 zmid=0,
                 zmin=-bound,
                 zmax=bound,
+                colorbar={"title": {"text": "neuron<br>activation" if kind == "neuron" else "value"}},
                 hovertemplate=f"%{{y}}<br>{kind} %{{x}}: %{{z:.3f}}<extra></extra>",
             )
         )

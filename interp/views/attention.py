@@ -87,23 +87,30 @@ class AttentionView:
         rows = -(-self.n_heads // columns)
         titles = [self._head_title(h) for h in range(self.n_heads)]
         fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.08)
+        labels = [f"{i}: {t!r}" for i, t in enumerate(self.tokens)]
         for h in range(self.n_heads):
             fig.add_trace(
                 go.Heatmap(
                     z=self._masked(h),
+                    x=labels,
+                    y=labels,
                     colorscale="Blues",
                     zmin=0,
                     zmax=1,
                     showscale=h == 0,
-                    hovertemplate=f"head {h}<br>query %{{y}} → key %{{x}}: %{{z:.3f}}<extra></extra>",
+                    colorbar={"title": {"text": "attention<br>weight"}},
+                    hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>",
                 ),
                 row=h // columns + 1,
                 col=h % columns + 1,
             )
-        fig.update_yaxes(autorange="reversed", showticklabels=False)
-        fig.update_xaxes(showticklabels=False)
+        fig.update_yaxes(autorange="reversed", showticklabels=False, type="category")
+        fig.update_xaxes(showticklabels=False, type="category")
+        fig.update_yaxes(title_text="query ↓", row=1, col=1)
+        fig.update_xaxes(title_text="key →", row=rows, col=1)
         fig.update_layout(
-            title=f"layer {self.layer}: all {self.n_heads} heads (shared colour scale 0..1; grey = masked future)",
+            title=f"layer {self.layer}: all {self.n_heads} heads, each row a query's weights over the keys "
+                  "(shared colour scale 0..1; grey = masked future)",
             plot_bgcolor=_MASKED,
             height=260 * rows + 80,
             margin=dict(l=10, r=10, t=70, b=10),
@@ -129,6 +136,7 @@ class AttentionView:
                 colorscale="Blues",
                 zmin=0,
                 zmax=1,
+                colorbar={"title": {"text": "attention<br>weight"}},
                 hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>",
             )
         )
