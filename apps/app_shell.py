@@ -30,19 +30,19 @@ import inspect
 import json
 import os
 import pickle
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import streamlit as st
 import torch
+
+from access import CAPS, HUB_ENV, MAX_PARAPHRASES, ROOTS_ENV, check_text  # noqa: F401 (pages use them via app_shell)
+from access import hub_allowed, resolve_model, roots, scrub  # noqa: F401 (pages use them via app_shell)
 from streamlit.runtime.caching.cache_errors import UnserializableReturnValueError
 
 import interp
-from interp.core import embedded
 from interp.core.locking import model_lock
 from interp.core.model_info import display_name
 
@@ -55,16 +55,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 CPU_DTYPES = ("float32", "bfloat16")
 """Dtypes offered on the CPU: float16 matmuls there are slow or missing, so it is offered only on accelerators."""
 
-CAPS = {"prompt": 2000, "model": 300, "fact prompt": 500, "subject": 200, "target": 100, "paraphrase": 500,
-        "lens target": 100, "analogy": 200}
-"""Longest text, in characters, each text input accepts (longer is refused with a ValueError naming the cap)."""
-
-MAX_PARAPHRASES = 20
-"""Most lines the fact editor's paraphrase box accepts (they are scored as one batch)."""
-
 CACHE_TTL_ENV = "INTERP_DASHBOARD_CACHE_TTL"
-ROOTS_ENV = "INTERP_DASHBOARD_ROOTS"
-HUB_ENV = "INTERP_DASHBOARD_HUB"
 
 
 def _cache_ttl() -> float:
@@ -349,70 +340,6 @@ def _cached_resource(
     return _compute(_func, key, _edit, args, kwargs)
 
 
-def check_text(what: str, text: str, cap: int | None = None) -> str:
-    """Return ``text`` if it is at most ``cap`` characters (default ``CAPS[what]``).
-
-    Raises:
-        ValueError: naming the input, its length and the cap.
-    """
-    cap = CAPS[what] if cap is None else cap
-    if len(text) > cap:
-        raise ValueError(f"the {what} is {len(text)} characters long; the cap is {cap} characters")
-    return text
-
-
-def roots() -> list[Path]:
-    """The folders ``$INTERP_DASHBOARD_ROOTS`` lists (``:``-separated), symlinks and ``..`` resolved."""
-    return [Path(os.path.realpath(p)) for p in os.environ.get(ROOTS_ENV, "").split(":") if p.strip()]
-
-
-def _hub_allowed() -> bool:
-    return os.environ.get(HUB_ENV) == "1"
-
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
-
-
-def resolve_model(text: str) -> str:
-    """What the own-model field may load: the name to pass to :func:`load_model`.
-
-    Allowed are the embedded models, checkpoint folders under one of :func:`roots` (absolute, or relative
-    to a root; symlinks and ``..`` are resolved before the containment check) and, only when
-    ``$INTERP_DASHBOARD_HUB`` is ``1``, Hugging Face Hub names. Nothing else is touched: in particular no
-    hub request is made for a refused name.
-
-    Raises:
-        ValueError: the field is over its cap, or the model is not allowed. The refusal is one message
-            whether or not such a path exists on the server.
-    """
-    text = check_text("model", text).strip()
-    if text in interp.reference.names():
-        return text
-    for root in roots():
-        candidate = Path(os.path.realpath(root / text))  # an absolute text replaces the root
-        if (candidate == root or root in candidate.parents) and candidate.is_dir():
-            return str(candidate)
-    hub = _hub_allowed()
-    # interp.load takes a name that exists as a local path for a folder, so such a name is not a hub name here.
-    if hub and _HUB_ID.fullmatch(text) and not os.path.lexists(text) and ".." not in text.split("/"):
-        return text
-    allowed = "the embedded models (" + ", ".join(interp.reference.names()) + ")"
-    allowed += ", checkpoint folders under the model roots the operator listed" if roots() else ""
-    allowed += ", Hugging Face Hub names" if hub else ""
-    raise ValueError(f"model {text!r} is not available on this dashboard; it loads {allowed}")
-
-
-def scrub(message: str) -> str:
-    """Remove server paths from a message shown to a visitor.
-
-    Paths under the embedded checkpoints folder or a model root become relative to it (a model folder
-    becomes its display name); any other absolute path is cut to its last component.
-    """
-    for base in sorted({*roots(), embedded.CHECKPOINTS.resolve()}, key=lambda p: -len(str(p))):
-        message = message.replace(str(base) + os.sep, "").replace(str(base), "<model root>")
-    return re.sub(r"(?<![\w.~/])/(?:[^\s/'\"():,]+/)+(?=[^\s/'\"():,])", "", message)
-
-
 def devices() -> list[str]:
     """Devices this machine offers, CPU first."""
     found = ["cpu"]
@@ -444,7 +371,7 @@ def sidebar() -> None:
         own = st.text_input(
             "…or your own model",
             key="model_path",
-            placeholder="checkpoint folder under the model roots" + (" or hub name" if _hub_allowed() else ""),
+            placeholder="checkpoint folder under the model roots" + (" or hub name" if hub_allowed() else ""),
             help="When filled in, this is used instead of the embedded model above.",
         )
         left, right = st.columns(2)
