@@ -33,6 +33,8 @@ if __name__ == "__main__":  # a session's run of the script
             st.Page(PAGES / "fact_editor.py", title="Fact editor", icon=":material/edit_note:"),
             st.Page(PAGES / "sampling.py", title="Sampling", icon=":material/casino:"),
             st.Page(PAGES / "probing.py", title="Probes", icon=":material/straighten:"),
+            st.Page(PAGES / "features.py", title="Features", icon=":material/scatter_plot:"),
+            st.Page(PAGES / "circuits.py", title="Circuits", icon=":material/account_tree:"),
         ]
     )
     app_shell.sidebar()

@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from benchmarks.dashboard_server import free_port, stop, wait_healthy
 from benchmarks.runner import Ratio
 from benchmarks.streamlit_client import RunResult, Session
 
@@ -172,41 +170,6 @@ def _server_pid(make_pid: int) -> int:
     raise RuntimeError("no streamlit process under `make dashboard`")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(port: int, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"`make dashboard` exited with {server.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                if reply.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server not healthy after {START_TIMEOUT_S:g} s: {log.read_text()[-2000:]}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    # make runs streamlit in its own process group (start_new_session), so the group is exactly ours.
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        if server.poll() is not None:
-            return
-        try:
-            os.killpg(server.pid, sig)
-            server.wait(wait)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -246,7 +209,7 @@ async def _benchmark(port: int, pid: int, start: float) -> dict:
 def run() -> list[Ratio]:
     """Start the server, run the reference pass and the concurrent sessions, and report the five figures."""
     start = time.monotonic()
-    port = _free_port()
+    port = free_port()
     # No start-up warm-up: the single-session reference pass warms the caches, and a warm-up thread still
     # computing during the load would blur both the timings and the memory baseline.
     env = dict(os.environ, INTERP_DASHBOARD_CACHE_TTL=str(CACHE_TTL_S), STREAMLIT_SERVER_ADDRESS="127.0.0.1",
@@ -259,12 +222,12 @@ def run() -> list[Ratio]:
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        _wait_healthy(port, server, log)
+        wait_healthy(f"http://127.0.0.1:{port}", server, START_TIMEOUT_S, log)
         pid = _server_pid(server.pid)
         print(f"  server healthy at {time.monotonic() - start:.0f} s", flush=True)
         figures = asyncio.run(asyncio.wait_for(_benchmark(port, pid, start), TIME_LIMIT_S + 60))
     finally:
-        _stop(server)
+        stop(server)
     return _report(figures, log)
 
 

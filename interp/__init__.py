@@ -4,7 +4,8 @@ Load a model with :func:`load`, run it once with :func:`capture`, and read activ
 returned :class:`Capture`.
 """
 
-from interp import journey, reference, rome
+from interp import circuits, journey, patching, reference, rome, store
+from interp.circuits import Circuit, find_circuit
 from interp.core import (
     ALIASES,
     Capture,
@@ -27,6 +28,7 @@ from interp.generation import Generation, NextToken, SpeculativeGeneration, gene
 from interp.heads import HeadCensus, HeadKnockout, InductionReport, find_induction_heads, head_census, knock_out_head
 from interp.journey import analogy
 from interp.lens import LensResult, TunedLens, logit_lens
+from interp.patching import ActivationPatching, PathPatching, activation_patching, path_patching
 from interp.tracing import TraceResult, causal_trace
 from interp.views import (
     ACTIVATION_SITES,
@@ -40,9 +42,11 @@ from interp.views import (
 __all__ = [
     "ACTIVATION_SITES",
     "ALIASES",
+    "ActivationPatching",
     "ActivationView",
     "AttentionView",
     "Capture",
+    "Circuit",
     "Generation",
     "HeadCensus",
     "HeadKnockout",
@@ -51,11 +55,13 @@ __all__ = [
     "ModelInfo",
     "NextToken",
     "NotCapturedError",
+    "PathPatching",
     "PositionSummary",
     "SpeculativeGeneration",
     "Tokenized",
     "TraceResult",
     "TunedLens",
+    "activation_patching",
     "activation_view",
     "analogy",
     "attention_view",
@@ -64,7 +70,9 @@ __all__ = [
     "check_checkpoint_dir",
     "check_head",
     "check_layer",
+    "circuits",
     "expand_kv_heads",
+    "find_circuit",
     "find_induction_heads",
     "generate",
     "head_census",
@@ -74,10 +82,13 @@ __all__ = [
     "logit_lens",
     "model_info",
     "next_token",
+    "patching",
+    "path_patching",
     "reference",
     "resolve_names",
     "rome",
     "speculative_generate",
+    "store",
     "str_tokens",
     "to_single_token",
     "tokenize",

@@ -125,6 +125,20 @@ def test_attention_head_and_layer_selection(tiny_llama_dir):
     assert _charts(at)[0]["data"][0]["z"] != grid["data"][0]["z"]
 
 
+def test_attention_query_follows_a_new_prompt(tiny_gpt2_dir):
+    # The query picker defaults to the last token; after the prompt changes it must not keep (or fall back
+    # from) a choice made on the old prompt's tokens.
+    at = _app(tiny_gpt2_dir, prompt="The cat sat on the mat", page="attention")
+    picker = next(box for box in at.selectbox if box.label == "Query token")
+    picker.set_value(picker.options[1]).run()
+    _clean(at)
+    at.session_state["prompt"] = "One two three four five six seven"
+    at.run()
+    _clean(at)
+    picker = next(box for box in at.selectbox if box.label == "Query token")
+    assert picker.value == picker.options[-1]
+
+
 def test_heads_knockout_follows_the_selection(tiny_gpt2_dir):
     at = _app(tiny_gpt2_dir, page="heads")
     title = _charts(at)[-1]["layout"]["title"]["text"]

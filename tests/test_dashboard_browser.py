@@ -11,7 +11,9 @@ run) and every plotly figure is drawn. Each page is checked for error boxes, for
 model's display name in the titles of the figures that name a model, and for the absence of server paths in
 the text; on the logit-lens page a typed target must bring a figure of its probability or rank. Screenshots
 (`browser_<page>.png`, `browser_logit_lens_target.png`) and the timings (`browser_timings.json`) are written
-to tests/artifacts/ (git-ignored).
+to tests/artifacts/ (git-ignored). The server starts with an empty warm-up store, as on a fresh clone. Last,
+a visitor switches to ref-llama with a prompt near its 64-token context and opens every page and every
+walkthrough stage (`browser_long_<page>.png`, `browser_long_walkthrough_<n>.png`; errors checked, not timed).
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from benchmarks.dashboard_server import free_port, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -62,31 +64,10 @@ ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(1500)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url}/_stcore/health did not answer 'ok' within {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def server():
     """The dashboard as `make dashboard` runs it; yields (url, seconds from health to warm or None, log path)."""
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "apps" / "dashboard.py"),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
@@ -95,11 +76,15 @@ def server():
     folder = Path(tempfile.mkdtemp(prefix="interp-dashboard-"))
     log_path = folder / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTERP_DASHBOARD_")}
+    # An empty warm-up store: the server computes every default as on a fresh clone, instead of reading
+    # results an earlier server wrote to .interp_cache/.
+    env["INTERP_DASHBOARD_WARM_DIR"] = str(folder / "warm")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process)
+        wait_healthy(url, process, 180, log_path)
         healthy = time.monotonic()
         warm = None
         while time.monotonic() - healthy < WARM_WAIT:
@@ -109,11 +94,7 @@ def server():
             time.sleep(0.5)
         yield url, warm, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log_path, ARTIFACTS / "browser_server.log")
         shutil.rmtree(folder, ignore_errors=True)
@@ -173,12 +154,14 @@ def _visit(driver, url: str) -> float:
     return time.monotonic() - began
 
 
-_WATCH = """
+_OBSERVE = """
     const app = document.querySelector('[data-testid="stApp"]');
     window.__interpRan = false;
     if (window.__interpObserver) window.__interpObserver.disconnect();
     window.__interpObserver = new MutationObserver(() => { window.__interpRan = true; });
     window.__interpObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+"""
+_LINK = """
     const link = [...document.querySelectorAll('[data-testid="stSidebarNav"] a')]
         .find(a => new URL(a.href).pathname.replace(/^\\/+|\\/+$/g, '') === arguments[0]);
     if (link) link.click();
@@ -186,15 +169,28 @@ _WATCH = """
 """
 
 
-def _navigate(driver, path: str) -> float:
-    """Go to ``path`` by its sidebar link, in the same session; seconds until the new run has finished."""
+def _after_rerun(driver, began: float) -> float:
+    """Seconds from ``began`` until the run that :data:`_OBSERVE` saw start has finished."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    began = time.monotonic()
-    assert driver.execute_script(_WATCH, path), f"no sidebar link to /{path}"
     WebDriverWait(driver, VISIT_TIMEOUT, poll_frequency=0.05).until(
         lambda d: d.execute_script("return window.__interpRan") and _finished(d))
     return time.monotonic() - began
+
+
+def _navigate(driver, path: str) -> float:
+    """Go to ``path`` by its sidebar link, in the same session; seconds until the new run has finished."""
+    began = time.monotonic()
+    assert driver.execute_script(_OBSERVE + _LINK, path), f"no sidebar link to /{path}"
+    return _after_rerun(driver, began)
+
+
+def _click(driver, button) -> float:
+    """Click ``button``; seconds until the rerun it starts has finished."""
+    began = time.monotonic()
+    driver.execute_script(_OBSERVE)
+    button.click()
+    return _after_rerun(driver, began)
 
 
 def _page_facts(driver) -> dict:
@@ -292,3 +288,60 @@ def test_logit_lens_plots_the_target_s_trajectory(visits):
     assert not target["errors"], target["errors"]
     trajectory = [t for t in target["titles"] if "Paris" in t and ("probability" in t or "rank" in t)]
     assert trajectory, f"no figure title about the target's probability or rank: {target['titles']}"
+
+
+LONG_MODEL = "ref-llama"
+LONG_PROMPT = "The Eiffel Tower is located in the city of Paris. " * 5
+"""57 tokens with BOS on ref-llama, whose context is 64: the long-prompt pass of every page."""
+WALK_STAGES = 9
+
+
+def _apply_sidebar(driver, model: str, prompt: str) -> None:
+    """Type a model into the own-model field and replace the prompt, as a visitor would."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.CSS_SELECTOR, 'input[aria-label^="…or your own model"]')
+    driver.execute_script(_OBSERVE)
+    field.send_keys(model, Keys.ENTER)
+    _after_rerun(driver, time.monotonic())
+    area = driver.find_element(By.CSS_SELECTOR, 'textarea[aria-label="Prompt"]')
+    area.send_keys(Keys.CONTROL, "a")
+    area.send_keys(Keys.DELETE)
+    area.send_keys(prompt.strip())
+    driver.execute_script(_OBSERVE)
+    area.send_keys(Keys.CONTROL, Keys.ENTER)
+    _after_rerun(driver, time.monotonic())
+
+
+@pytest.fixture(scope="module")
+def long_prompt_visits(server, browser, visits):
+    """Every page on ref-llama with a prompt near its context, and every walkthrough stage (screenshots)."""
+    from selenium.webdriver.common.by import By
+
+    url = server[0]
+    _visit(browser, f"{url}/")
+    _apply_sidebar(browser, LONG_MODEL, LONG_PROMPT)
+    facts = {}
+    for stage in range(WALK_STAGES):  # the walkthrough's stages, by its Step button
+        if stage:
+            _click(browser, next(b for b in browser.find_elements(By.CSS_SELECTOR, "button") if "Step" in b.text))
+        time.sleep(1.0)
+        browser.save_screenshot(str(ARTIFACTS / f"browser_long_walkthrough_{stage + 1}.png"))
+        facts[f"walkthrough stage {stage + 1}"] = _page_facts(browser)
+    for page, path in PAGES.items():
+        if page != "walkthrough":
+            _navigate(browser, path)
+            time.sleep(1.0)
+            browser.save_screenshot(str(ARTIFACTS / f"browser_long_{page}.png"))
+            facts[page] = _page_facts(browser)
+    return facts
+
+
+def test_every_page_and_stage_draws_on_a_long_prompt(long_prompt_visits):
+    problems = {page: f["errors"] or ["no plotly chart"] for page, f in long_prompt_visits.items()
+                if f["errors"] or not f["charts"]}
+    assert not problems, problems
+    unnamed = {page: long_prompt_visits[page]["titles"] for page in NAMED_IN_TITLES
+               if not any(LONG_MODEL in t for t in long_prompt_visits[page]["titles"])}
+    assert not unnamed, f"figure titles without {LONG_MODEL!r}: {unnamed}"

@@ -33,16 +33,26 @@ INTERP_ALL = [
     "tokenize",
 ]
 REFERENCE_ALL = ["load_world", "names", "path"]
+CIRCUITS_ALL = ["METHODS", "TASKS", "Circuit", "CircuitTask", "EdgeGraph", "Faithfulness", "find_circuit", "make_task",
+                "pairs_task", "task_patching"]
+INTERP_CIRCUITS = ["Circuit", "find_circuit"]
+PATCHING_ALL = [
+    "METRICS", "SITES", "ActivationPatching", "PathPatching", "activation_patching", "all_senders", "parse_receiver",
+    "parse_sender", "path_patching",
+]
+INTERP_PATCHING = ["ActivationPatching", "PathPatching", "activation_patching", "patching", "path_patching"]
+STORE_ALL = ["ActivationStore", "LogitEffect", "TopExamples", "build", "logit_effect", "open", "top_examples",
+             "unit_activations"]
 PROBES_ALL = [
     "LogisticConfig", "LogisticFit", "Probe", "ProbeConfig", "ProbeExample", "ProbeReport", "ProbeTask", "SITES",
     "Split", "Steering", "SteeringEffect", "TASKS", "TaskActivations", "collect", "control_labels", "fit",
     "fit_activations", "fit_logistic", "load_world", "split_by_group", "steer", "steering_effect", "world_task",
 ]
 JOURNEY_ALL = [
-    "AnalogyScore", "Architecture", "ArchitectureFacts", "AttentionHead", "AttentionHeads", "Journey",
+    "AnalogyScore", "Architecture", "ArchitectureFacts", "AttentionHead", "AttentionHeads", "ExpertRouting", "Journey",
     "LearnedPositions", "Neighbours", "PUBLIC_MODELS", "ResidualStream", "RotaryPositions", "TokenStage", "TopNeurons",
-    "WordMerges", "analogy", "analogy_accuracy", "architecture", "attention_head", "attention_heads", "nearest_tokens",
-    "positions", "residual_stream", "run", "token_merges",
+    "WordMerges", "analogy", "analogy_accuracy", "architecture", "attention_head", "attention_heads", "expert_outputs",
+    "expert_routing", "feed_forward", "nearest_tokens", "positions", "residual_stream", "run", "token_merges",
 ]
 ROME_NAMES = [
     "Edit", "EditCase", "EditEvalResult", "KEY_CONTEXTS", "KL_PROMPT", "RomeConfig", "check_request", "choose_layer",
@@ -50,10 +60,13 @@ ROME_NAMES = [
     "projection", "solve_stats", "stats_path",
 ]
 CLI_COMMANDS = [
-    "analogy", "capture", "edit", "edit-eval", "generate", "heads", "induction", "lens", "models", "next-token",
-    "probe", "speculative", "trace", "world",
+    "analogy", "capture", "circuit", "edit", "edit-eval", "features", "generate", "heads", "induction", "lens",
+    "models", "next-token", "probe", "speculative", "trace", "world",
 ]
-PAGES = ["activations", "attention", "fact_editor", "heads", "logit_lens", "probing", "sampling", "walkthrough"]
+PAGES = [
+    "activations", "attention", "circuits", "fact_editor", "features", "heads", "logit_lens", "probing", "sampling",
+    "walkthrough",
+]
 
 
 def _modules() -> list[Path]:
@@ -66,7 +79,10 @@ def _name(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("package", "expected"), [(interp, INTERP_ALL), (interp.reference, REFERENCE_ALL),
-                                                    (probes, PROBES_ALL), (interp.journey, JOURNEY_ALL)])
+                                                    (probes, PROBES_ALL), (interp.journey, JOURNEY_ALL),
+                                                    (interp.patching, PATCHING_ALL), (interp, INTERP_PATCHING),
+                                                    (interp.store, STORE_ALL), (interp.circuits, CIRCUITS_ALL),
+                                                    (interp, INTERP_CIRCUITS)])
 def test_public_names_are_pinned(package, expected):
     """Every public name of the front doors is still there (more may be added, none removed)."""
     missing = sorted(set(expected) - set(package.__all__))

@@ -59,6 +59,19 @@ STAGES = {
 }
 
 
+# Stage 6 on a mixture-of-experts layer, where the journey shows the router instead of neurons.
+EXPERTS = (
+    "6 · The mixture-of-experts block",
+    "This model has no single MLP: each block holds several expert MLPs and a router. For every token the "
+    "router scores all experts; only the top-k run, and their outputs are added up weighted by the router's "
+    "probabilities (Mixtral renormalises them over the chosen k). Parameters grow with the number of experts "
+    "while each token pays for only k "
+    "of them. Left: each token's chosen experts and weights; middle: how many tokens each expert took (its "
+    "load); right: how much each expert chosen for the selected token writes, labelled with the token it "
+    "promotes most.",
+)
+
+
 def _step() -> None:
     names = list(STAGES)
     current = st.session_state.get("walk_stage", names[0])
@@ -97,10 +110,11 @@ def render() -> None:
             position=position,
             analogy_words=analogy,
         )
-    title, text = STAGES[stage]
+    result = getattr(journey, stage)
+    moe = isinstance(result, interp.journey.ExpertRouting)
+    title, text = EXPERTS if moe else STAGES[stage]
     st.subheader(title)
     st.markdown(text)
-    result = getattr(journey, stage)
     # The output stage on a log axis: a trained model puts almost all probability on one token.
     st.plotly_chart(result.figure(log=True) if stage == "output" else result.figure(), key=f"walk_fig_{stage}")
     if stage == "embeddings" and journey.analogy is not None:
@@ -108,6 +122,8 @@ def render() -> None:
     with st.expander("Numbers"):
         if stage == "tokens":
             st.dataframe(result.tokens_frame(), hide_index=True)
+        if moe:
+            st.dataframe(result.experts_frame(), hide_index=True)
         st.dataframe(result.to_frame(), hide_index=True)
 
 

@@ -17,9 +17,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from interp.cards.circuits import heads_section, lens_section, tracing_section
+from interp.cards.concepts import concepts_section
 from interp.cards.representations import embeddings_section, probes_section, rome_section
 from interp.cards.scoring import WorldScores, evaluate
 from interp.cards.targets import targets_section
+from interp.cards.wiring import circuits_section
 from interp.core.locking import holds_model
 
 SECTIONS = {
@@ -30,6 +32,8 @@ SECTIONS = {
     "probes": ("Probes", probes_section),
     "embeddings": ("Embeddings", embeddings_section),
     "targets": ("Targets", targets_section),
+    "circuits": ("Circuits", circuits_section),
+    "concepts": ("Concept recovery", concepts_section),
 }
 """Section key -> (card title, function), in card order."""
 

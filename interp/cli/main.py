@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from interp.cli import edit, generation, heads, models, probe, world
+from interp.cli import circuit, edit, features, generation, heads, models, probe, world
 
 app = typer.Typer(
     name="interp",
@@ -25,4 +25,6 @@ world.register(app)
 probe.register(app)
 edit.register(app)
 heads.register(app)
+circuit.register(app)
 generation.register(app)
+features.register(app)

@@ -91,7 +91,8 @@ def world_card(
         help="Markdown file of further measured sections ('## Title' each).")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure the analysis sections.")] = False,
     sections: Annotated[str | None, typer.Option(
-        help="With --measure: comma-separated keys (heads, lens, tracing, rome, probes, embeddings, targets).")] = None,
+        help="With --measure: comma-separated keys (heads, lens, tracing, rome, probes, embeddings, targets, "
+             "circuits, concepts).")] = None,
     rome_layer: Annotated[int | None, typer.Option(
         help="With --measure: block ROME edits (default: chosen per case by tracing).")] = None,
     rome_n: Annotated[int, typer.Option(help="With --measure: counterfactual cases of the ROME section.")] = 100,

@@ -20,6 +20,7 @@ Head conventions (checked against HF in the tests):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,9 +29,11 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from interp.core.hooks import ALIASES, hook_name
+from interp.core import derived_sites
+from interp.core.hooks import ALIASES, MOE_ALIASES, fired_hooks, hook_name, moe_layers
 from interp.core.locking import holds_model
 from interp.core.model_info import ModelInfo, check_head, check_layer, model_info
+from interp.core.streaming import OnLayer, read_folder, run_streaming
 from interp.core.tokens import Prompts, str_tokens, tokenize
 
 _NEEDS_POSITIONAL = {"pos_embed": "learned", "rot_k": "rotary", "rot_q": "rotary"}
@@ -43,6 +46,12 @@ def capture(
     names: str | Sequence[str] = "all",
     *,
     prepend_bos: bool | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    on_layer: OnLayer | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
 ) -> Capture:
     """Run ``model`` once on ``prompts`` and keep the activations named by ``names``.
 
@@ -52,15 +61,28 @@ def capture(
             ``[batch pos]``, or a :class:`interp.Tokenized`.
         names: Aliases from :data:`ALIASES` (``"resid"``, ``"pattern"``, ``"neurons"``...),
             full hook names (``"blocks.0.attn.hook_pattern"``), or ``"all"`` (every alias; on a
-            large model pass only what you need: everything is kept in memory).
+            large model pass only what you need: everything is kept in memory). Derived names such as
+            ``"sae:<hook>"`` are computed from their base hook (:mod:`interp.core.derived_sites`).
         prepend_bos: Override the model's BOS default for text prompts.
+        device: Move activations and logits there as they are produced (``"cpu"`` for a model on a GPU).
+        dtype: Cast floating-point activations and logits as they are produced (``torch.bfloat16``: half).
+        on_layer: Stream instead of keeping: called as ``on_layer(hook_name, tensor)`` when each hook
+            fires (after ``device``/``dtype``); the returned :class:`Capture` then holds no activations,
+            so at most one layer's tensors are alive at a time (plus whatever the callback keeps).
+        save_to: Stream to a folder instead of keeping: one ``<hook name>.safetensors`` per hook, plus
+            tokens, mask and logits, written as each hook fires and swapped in atomically when the pass
+            ends; read it back with :func:`load_capture`. Combines with ``on_layer``.
+        overwrite: Replace an existing ``save_to`` folder.
+        progress: Show a tqdm bar over hooks (only once the pass lasts more than 2 seconds).
 
     Returns:
-        A :class:`Capture` holding tokens, mask, logits and the requested activations.
+        A :class:`Capture` holding tokens, mask, logits and the requested activations (none when
+        streaming to ``on_layer`` or ``save_to``).
 
     Raises:
-        ValueError: an unknown alias or hook name (the valid aliases are listed), or a bad
-            prompt (see :func:`interp.tokenize`).
+        ValueError: an unknown alias or hook name (the valid aliases are listed), a bad
+            prompt (see :func:`interp.tokenize`), or a ``dtype`` that is not floating point.
+        FileExistsError: ``save_to`` exists and ``overwrite`` is False.
 
     Examples:
         >>> from interp.core.toy_models import load_toy
@@ -72,8 +94,14 @@ def capture(
         (torch.Size([2, 5, 32]), torch.Size([2, 4, 5, 5]))
     """
     info = model_info(model)
-    wanted = frozenset(resolve_names(model, names))
+    wanted_in_order, finish = derived_sites.split(model, resolve_names(model, names))  # "sae:<hook>"...
+    wanted = frozenset(wanted_in_order)
     batch = tokenize(model, prompts, prepend_bos=prepend_bos)
+    if device is not None or dtype is not None or on_layer is not None or save_to is not None or progress:
+        logits, kept = run_streaming(model, batch, list(wanted_in_order), info, device=device, dtype=dtype,
+                                     on_layer=on_layer, save_to=save_to, overwrite=overwrite, progress=progress)
+        return Capture(tokens=batch.tokens, attention_mask=batch.attention_mask, logits=logits,
+                       activations=finish(kept), info=info, tokenizer=model.tokenizer)
     with torch.no_grad():
         logits, cache = model.run_with_cache(
             batch.tokens,
@@ -88,10 +116,32 @@ def capture(
         tokens=batch.tokens,
         attention_mask=batch.attention_mask,
         logits=logits,
-        activations=dict(cache),
+        activations=finish(dict(cache)),
         info=info,
         tokenizer=model.tokenizer,
     )
+
+
+def load_capture(folder: str | os.PathLike[str], model: Any = None, names: Sequence[str] | None = None) -> Capture:
+    """Read back a capture written with ``capture(..., save_to=folder)`` (only the hooks in ``names``, if given).
+
+    With ``model``, check the capture has its shapes and take its tokenizer (for :attr:`Capture.str_tokens`).
+
+    Raises:
+        FileNotFoundError: no capture saved in ``folder``.
+        ValueError: not a capture folder, a hook that was not saved, or another model's capture.
+
+    Examples:
+        >>> import tempfile
+        >>> from interp.core.toy_models import load_toy
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     _ = capture(load_toy(), "The cat", names="neurons", save_to=folder, overwrite=True)
+        ...     load_capture(folder).neurons(1).shape
+        torch.Size([1, 4, 128])
+    """
+    batch, logits, acts, info = read_folder(folder, model, names)
+    return Capture(tokens=batch.tokens, attention_mask=batch.attention_mask, logits=logits, activations=acts,
+                   info=info, tokenizer=None if model is None else model.tokenizer)
 
 
 def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
@@ -106,9 +156,12 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
         ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre', 'blocks.0.attn.hook_pattern']
     """
     info = model_info(model)
+    moe = moe_layers(model)
     requested = [names] if isinstance(names, str) else list(names)
-    if "all" in requested:
-        requested = [a for a in ALIASES if _NEEDS_POSITIONAL.get(a, info.positional) == info.positional]
+    everything = "all" in requested
+    if everything:
+        requested = [a for a in ALIASES if _NEEDS_POSITIONAL.get(a, info.positional) == info.positional
+                     and _moe_refusal(a, info, moe) is None]
     hooks = model.hook_dict
     resolved: dict[str, None] = {}
     for name in requested:
@@ -116,17 +169,44 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
             needed = _NEEDS_POSITIONAL.get(name, info.positional)
             if needed != info.positional:
                 raise ValueError(f"names={name!r} needs a model with {needed} positions; {info.arch} uses {info.positional}")
-            for template in ALIASES[name]:
-                for layer in range(info.n_layers) if "{L}" in template else [None]:
-                    resolved[template.format(L=layer)] = None
-        elif name in hooks:
+            if (refusal := _moe_refusal(name, info, moe)) is not None:
+                raise ValueError(refusal)
+            layers = moe if name in MOE_ALIASES else range(info.n_layers)
+            expanded = [t.format(L=layer) for t in ALIASES[name] for layer in (layers if "{L}" in t else [None])]
+            fired = [hook for hook in expanded if hook in fired_hooks(model)]
+            # "all" means what the model supports, and "resid" keeps pre and post where a parallel block has no
+            # mid-point; but a site named on its own must be there.
+            if len(fired) < len(expanded) and not everything and len(ALIASES[name]) == 1:
+                raise ValueError(_unfired(name, next(h for h in expanded if h not in fired), info))
+            resolved.update(dict.fromkeys(fired))
+        elif name in hooks and name not in fired_hooks(model):
+            raise ValueError(_unfired(name, name, info))
+        elif name in hooks or derived_sites.lookup(model, name) is not None:
             resolved[name] = None
         else:
+            hint = "; 'sae:<hook>' needs `import interp.features` and an SAE of that hook" if name.startswith("sae:") else ""
             raise ValueError(
                 f"names={name!r} is neither an alias ({', '.join(['all', *ALIASES])}) "
-                "nor a hook name of this model (see model.hook_dict)"
+                f"nor a hook name of this model (see model.hook_dict){hint}"
             )
     return list(resolved)
+
+
+def _unfired(name: str, hook: str, info: ModelInfo) -> str:
+    return (f"names={name!r}: {info.arch}'s bridge lists {hook} but does not fire it in a forward pass (a hook "
+            "TransformerLens gates off, rotary applied inside one attention call, or a parallel block with no "
+            "mid-point residual), so nothing could be captured there")
+
+
+def _moe_refusal(alias: str, info: ModelInfo, moe: list[int]) -> str | None:
+    # Router sites exist only on mixture-of-experts blocks; and there TransformerLens aliases
+    # mlp.hook_post (our "neurons") to the block's d_model output, which holds no neurons.
+    if alias in MOE_ALIASES and not moe:
+        return f"names={alias!r} needs a mixture-of-experts model; {info.arch} has a dense feed-forward (no router)"
+    if alias == "neurons" and moe:
+        return (f"names='neurons' needs a dense MLP; {info.arch} routes each token to experts at layers {moe}: "
+                "capture 'experts' and read them with interp.journey.expert_outputs")
+    return None
 
 
 def expand_kv_heads(
@@ -286,6 +366,22 @@ class Capture:
     def neurons(self, layer: int) -> Float[torch.Tensor, "batch pos d_mlp"]:
         """MLP neuron activations (after the nonlinearity; times the gate on gated MLPs)."""
         return self._layer_hook(layer, "neurons")
+
+    def router_logits(self, layer: int) -> Float[torch.Tensor, "batch pos n_experts"]:
+        """Router scores of every expert for every token (mixture-of-experts models only)."""
+        return self._per_token(self._layer_hook(layer, "router_logits", "experts"))
+
+    def expert_weights(self, layer: int) -> Float[torch.Tensor, "batch pos n_experts"]:
+        """Routing weights the experts' outputs were scaled by, zero off each token's chosen experts."""
+        return self._per_token(self._layer_hook(layer, "expert_weights", "experts"))
+
+    def expert_indices(self, layer: int) -> Int[torch.Tensor, "batch pos top_k"]:
+        """The experts each token was routed to, in the router's order."""
+        return self._per_token(self._layer_hook(layer, "expert_indices", "experts"))
+
+    def _per_token(self, x: torch.Tensor) -> torch.Tensor:
+        # Routers run on the flattened [batch*pos, ...] tokens.
+        return x.reshape(*self.tokens.shape, x.shape[-1])
 
     def _layer_hook(self, layer: int, site: str, alias: str | None = None) -> torch.Tensor:
         check_layer(self.info, layer)

@@ -16,12 +16,30 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from interp.core.locking import model_lock
 
+MOE_SITES: dict[str, str] = {
+    "expert_in": "blocks.{L}.mlp.hook_in",
+    "expert_indices": "blocks.{L}.mlp.gate.hook_expert_indices",
+    "expert_weights": "blocks.{L}.mlp.gate.hook_expert_weights",
+    "router_logits": "blocks.{L}.mlp.gate.hook_out",
+}
+"""Mixture-of-experts sites (TransformerLens' ``MoEBridge`` and its ``MoERouterBridge`` named ``gate``).
+
+``expert_in`` is what the router and the experts read (the normed residual, ``[batch pos d_model]``);
+the router sites fire once per token, flattened to ``[batch*pos ...]``: ``router_logits``
+``[.. n_experts]``, ``expert_weights`` (the routing weights the experts were scaled by, zero off the chosen
+experts) ``[.. n_experts]`` and ``expert_indices`` (the chosen experts) ``[.. top_k]``. On dense models
+``blocks.{L}.mlp.gate`` is a gated MLP's gate projection, so these are offered only where
+:func:`moe_layers` finds a router."""
+
 LAYER_SITES: dict[str, str] = {
+    **MOE_SITES,
     "attn_out": "blocks.{L}.hook_attn_out",
     "k": "blocks.{L}.attn.hook_k",
     "mlp_out": "blocks.{L}.hook_mlp_out",
@@ -56,11 +74,31 @@ ALIASES: dict[str, tuple[str, ...]] = dict(
         {
             **{site: (template,) for site, template in {**LAYER_SITES, **MODEL_SITES}.items() if site not in _UNALIASED},
             "resid": (LAYER_SITES["resid_pre"], LAYER_SITES["resid_mid"], LAYER_SITES["resid_post"]),
+            "experts": (*MOE_SITES.values(), LAYER_SITES["mlp_out"]),
         }.items()
     )
 )
 """Short names accepted by :func:`interp.capture`, each expanding to TransformerLens hook names
 (``{L}`` runs over all layers). ``"all"`` means every alias the model supports."""
+
+MOE_ALIASES: frozenset[str] = frozenset({*MOE_SITES, "experts"})
+"""Aliases only mixture-of-experts models have (``"experts"``: every router site plus ``mlp_out``, all that
+:func:`interp.journey.expert_routing` needs)."""
+
+
+def moe_layers(model: Any) -> list[int]:
+    """The blocks of ``model`` whose feed-forward is a routed mixture of experts (none on a dense model).
+
+    A block counts when TransformerLens bridged its router (the ``expert_indices`` hook exists); dense
+    blocks of an interleaved stack have none.
+
+    Examples:
+        >>> from interp.core.toy_models import load_toy
+        >>> moe_layers(load_toy())
+        []
+    """
+    hooks = model.hook_dict
+    return [layer for layer in range(int(model.cfg.n_layers)) if hook_name("expert_indices", layer) in hooks]
 
 
 def hook_name(site: str, layer: int | None = None) -> str:
@@ -125,3 +163,34 @@ def hooked(model: Any, fwd_hooks: Sequence[tuple[str, Callable[..., Any]]]) -> I
     """
     with model_lock(model), model.hooks(fwd_hooks=list(fwd_hooks)):
         yield model
+
+
+_FIRED: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def fired_hooks(model: Any) -> frozenset[str]:
+    """The hooks of ``model`` that fire in a forward pass (found once per model, on two tokens).
+
+    A bridge can list a hook it never calls: the rotary hooks of GPT-NeoX, GPT-J and Phi-3, whose Hugging Face
+    attention rotates inside one call, or ``hook_resid_mid`` of a parallel block, where attention and MLP read the
+    same residual. Capturing such a hook would silently keep nothing, so :func:`interp.capture` asks this first.
+
+    Examples:
+        >>> from interp.core.toy_models import load_toy
+        >>> hook_name("rot_q", 0) in fired_hooks(load_toy())  # GPT-2 has no rotary embedding
+        False
+    """
+    import torch
+
+    with model_lock(model):
+        fired = _FIRED.get(model)
+        if fired is None:
+            device = next((p.device for p in model.parameters() if p.device.type != "meta"), torch.device("cpu"))
+            # TransformerLens warns about the hooks gated off by its set_use_* switches: they do not fire, and
+            # that is what this function reports.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                _, cache = model.run_with_cache(torch.zeros((1, 2), dtype=torch.long, device=device),
+                                                names_filter=lambda _: True, return_cache_object=False)
+            fired = _FIRED[model] = frozenset(cache)
+        return fired

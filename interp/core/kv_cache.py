@@ -81,6 +81,20 @@ def cache_length(cache: Any) -> int:
     return int(cache.get_seq_length())
 
 
+def keep_for_rollback(cache: Any) -> Any:
+    """Let the sliding-window layers of ``cache`` (Mistral, Gemma) be cropped later; returns ``cache``.
+
+    A sliding-window layer keeps only its last ``window - 1`` positions, so once the window is full it
+    cannot give back rejected positions: Hugging Face raises in :func:`crop`. With past recording on,
+    each update keeps every new position until the next :func:`crop`, which trims back to the window.
+    Full-attention layers have nothing to switch on.
+    """
+    for layer in getattr(cache, "layers", ()):
+        if hasattr(layer, "activate_past_recording"):
+            layer.activate_past_recording()
+    return cache
+
+
 def crop(cache: Any, length: int) -> None:
     """Drop cached positions beyond the first ``length`` (rejected draft tokens), in place.
 

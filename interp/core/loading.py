@@ -51,6 +51,7 @@ def load(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     device_map: str | dict[str, Any] | None = None,
+    offload_folder: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Load a causal language model as a TransformerLens ``TransformerBridge``.
 
@@ -81,13 +82,19 @@ def load(
         device_map: Hugging Face/accelerate placement, passed through to the loader.
             ``device_map="auto"`` shards a model too big for one GPU across all GPUs of this
             machine (layers are split; activations move between devices on the way);
-            ``"cpu"`` or ``{"": "cpu"}`` keeps everything on the CPU.
+            ``"cpu"`` or ``{"": "cpu"}`` keeps everything on the CPU; a dict may send modules to
+            ``"disk"``. Accelerate's hooks move weights and activations, so every analysis runs and
+            gives the single-device numbers; weight edits refuse offloaded weights (docs/scale.md).
+            TransformerLens refuses maps that mix a GPU with CPU/disk offload.
+        offload_folder: Where accelerate writes disk-offloaded weights it cannot read in place
+            from the checkpoint's safetensors (converted or re-cast weights); only with ``device_map``.
 
     Returns:
         The loaded ``TransformerBridge``.
 
     Raises:
-        ValueError: bad ``dtype``, both ``device`` and ``device_map`` given, a local
+        ValueError: bad ``dtype``, both ``device`` and ``device_map`` given (or
+            ``offload_folder`` without ``device_map``), a local
             checkpoint whose files cannot be read (the message names the file), or a folder
             holding only pickled weights.
         FileNotFoundError: an embedded model without checkpoint, a missing directory or file,
@@ -111,15 +118,18 @@ def load(
             f"pass either device={device!r} or device_map={device_map!r}, not both: "
             "device puts the whole model on one device, device_map places it piece by piece"
         )
+    if offload_folder is not None and device_map is None:
+        raise ValueError(f"offload_folder={os.fspath(offload_folder)!r} needs a device_map that offloads to disk")
     torch_dtype = _parse_dtype(dtype)
+    placement = {} if device_map is None else {"device_map": device_map, "offload_folder": offload_folder}
     name = os.fspath(name_or_path)
     if name in embedded.names():
         folder = embedded.path(name)
     elif _looks_local(name):
         folder = Path(name).expanduser()
     else:
-        return _load_from_hub(name, device, torch_dtype, device_map)
-    return _load_local(folder.resolve(), device, torch_dtype, device_map)
+        return _load_from_hub(name, device, torch_dtype, placement)
+    return _load_local(folder.resolve(), device, torch_dtype, placement)
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -191,37 +201,37 @@ def check_checkpoint_dir(folder: Path) -> None:
         )
 
 
-def _load_local(folder: Path, device: Any, dtype: torch.dtype, device_map: Any) -> Any:
+def _load_local(folder: Path, device: Any, dtype: torch.dtype, placement: dict[str, Any]) -> Any:
     from transformers import AutoModelForCausalLM
 
     check_checkpoint_dir(folder)
     with _quiet_progress():
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=dtype, device_map=device_map, local_files_only=True, **_SAFE_LOAD
+                folder, dtype=dtype, local_files_only=True, **placement, **_SAFE_LOAD
             )
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             raise ValueError(f"could not load the model in {folder}: {_first_line(err)}") from err
-    if device_map is None:
+    if not placement:
         hf_model.to(device or _default_device())
     # The bridge gets the loaded model: given hf_model, boot reads config and tokenizer from
     # what we pass and never resolves the path on the hub.
     return _boot(str(folder), hf_model, _load_tokenizer(folder), device, dtype, _world_prepend_bos(folder))
 
 
-def _load_from_hub(name: str, device: Any, dtype: torch.dtype, device_map: Any) -> Any:
+def _load_from_hub(name: str, device: Any, dtype: torch.dtype, placement: dict[str, Any]) -> Any:
     offline = _find_on_hub(name)  # before importing transformers (2 s), so a refusal is quick
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with _quiet_progress(), _quiet_hub():
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(
-                name, dtype=dtype, device_map=device_map, local_files_only=offline, **_SAFE_LOAD
+                name, dtype=dtype, local_files_only=offline, **placement, **_SAFE_LOAD
             )
             tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline, trust_remote_code=False)
         except (OSError, RuntimeError, ValueError, KeyError) as err:
             raise ValueError(f"could not load hub model {name!r}: {_first_line(err)}") from None
-    if device_map is None:
+    if not placement:
         hf_model.to(device or _default_device())
     return _boot(name, hf_model, tokenizer, device, dtype, None)
 

@@ -281,7 +281,8 @@ def speculative_generate(
 def _run(model: Any, seq: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
     """Logits for the positions of ``seq`` not yet in ``cache`` (all of them when there is no cache)."""
     if cache is None:
-        return kv_cache.prefill(model, seq)
+        logits, cache = kv_cache.prefill(model, seq)
+        return logits, kv_cache.keep_for_rollback(cache)  # rejected drafts are cropped, sliding windows too
     return kv_cache.extend(model, seq[:, kv_cache.cache_length(cache):], cache), cache
 
 

@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
+from tqdm.auto import tqdm
 
 from interp.core.hooks import hook_name, hooked
 from interp.core.locking import holds_model
 from interp.core.model_info import model_info
+from interp.heads.sizing import rows_per_pass
 
 ABLATIONS = ("mean", "zero")
 """Supported ablation methods (see the module docstring)."""
@@ -68,6 +70,7 @@ def head_ablation_losses(
     method: str = "mean",
     attention_mask: Int[torch.Tensor, "batch pos"] | None = None,
     max_rows: int = 256,
+    progress: bool = False,
 ) -> Float[torch.Tensor, "layer head"]:
     """Mean next-token loss (over ``loss_mask``) with each head ablated in turn.
 
@@ -79,7 +82,10 @@ def head_ablation_losses(
         method: ``"mean"`` or ``"zero"``.
         attention_mask: Padding mask passed to the model (``None``: no padding).
         max_rows: Largest replicated batch run at once; a layer whose ``n_heads * batch`` exceeds it
-            is split into several passes (memory), each still covering several heads.
+            is split into several passes, each still covering several heads. Memory also bounds it:
+            a pass holds at most :func:`interp.heads.sizing.rows_per_pass` rows (logits included), and
+            a batch longer than that is itself split into chunks of rows, their losses summed.
+        progress: Show a tqdm progress bar over the layers.
 
     Returns:
         ``[layer head]`` mean loss of the ablated model.
@@ -87,16 +93,23 @@ def head_ablation_losses(
     check_ablation(method)
     info = model_info(model)
     batch, n_heads = tokens.shape[0], info.n_heads
-    per_pass = max(1, min(n_heads, max_rows // max(1, batch)))
-    out = torch.empty(info.n_layers, n_heads)
-    for layer in range(info.n_layers):
+    limit = max(1, min(max_rows, rows_per_pass(model, tokens.shape[1])))
+    chunk = min(batch, limit)  # rows of the batch per pass
+    per_pass = max(1, min(n_heads, limit // chunk))
+    count = loss_mask.sum().to(torch.float32).clamp(min=1)
+    out = torch.zeros(info.n_layers, n_heads)
+    for layer in tqdm(range(info.n_layers), desc="ablating heads", leave=False, disable=not progress):
+        replacement = None if method == "zero" else z_mean[layer]
         for first in range(0, n_heads, per_pass):
             heads = torch.arange(first, min(first + per_pass, n_heads))
-            replacement = None if method == "zero" else z_mean[layer]
-            logits = _run_ablated(model, tokens, attention_mask, layer, heads, replacement, n_heads)
-            loss = next_token_losses(logits, tokens.repeat(len(heads), 1)).view(len(heads), *tokens.shape)
-            out[layer, heads] = masked_mean(loss, loss_mask.expand_as(loss)).cpu()
-    return out
+            for start in range(0, batch, chunk):
+                rows = slice(start, start + chunk)
+                part = tokens[rows]
+                mask = None if attention_mask is None else attention_mask[rows]
+                logits = _run_ablated(model, part, mask, layer, heads, replacement, n_heads)
+                loss = next_token_losses(logits, part.repeat(len(heads), 1)).view(len(heads), *part.shape)
+                out[layer, heads] += (loss * loss_mask[rows].to(loss.dtype)).sum((-2, -1)).cpu()
+    return out / count.cpu()
 
 
 def _run_ablated(
@@ -162,6 +175,9 @@ def joint_ablation_loss(
         return ablate
 
     hooks = [(hook_name("z", layer), hook_for(layer)) for layer in by_layer]
+    step, total = rows_per_pass(model, tokens.shape[1]), torch.zeros(())
     with torch.no_grad(), hooked(model, hooks):
-        logits = model(tokens)
-    return float(masked_mean(next_token_losses(logits, tokens), loss_mask))
+        for start in range(0, tokens.shape[0], step):  # chunks of bounded memory, their loss sums added up
+            rows = slice(start, start + step)
+            total = total + (next_token_losses(model(tokens[rows]), tokens[rows]) * loss_mask[rows]).sum().cpu()
+    return float(total / loss_mask.sum().clamp(min=1).cpu())

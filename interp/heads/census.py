@@ -26,14 +26,16 @@ from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
+from tqdm.auto import tqdm
 
 from interp.core.capturing import Capture, capture
 from interp.core.locking import holds_model
 from interp.core.model_info import display_name, model_info
-from interp.core.tokens import Prompts, bos_offset
-from interp.heads.ablation import batch_mean, check_ablation, head_ablation_losses, masked_mean, next_token_losses
+from interp.core.tokens import Prompts, Tokenized, bos_offset, tokenize
+from interp.heads.ablation import batch_mean, check_ablation, head_ablation_losses, next_token_losses
 from interp.heads.induction import check_has_patterns, repeated_random_tokens
 from interp.heads.plots import head_heatmaps
+from interp.heads.sizing import ABLATION_FLOPS, PASS_BYTES, PATTERN_FLOPS, budget_tokens, rows_per_pass
 from interp.reference.world_text import world_tokens
 
 TYPES = ("previous_token", "duplicate_token", "induction", "bos", "self", "local")
@@ -128,19 +130,28 @@ def head_census(
     window: int = 4,
     exclude_bos: bool = False,
     cache: Capture | None = None,
+    progress: bool = True,
 ) -> HeadCensus:
     """Label every attention head with its dominant behaviour(s) and measure its causal importance.
 
     Args:
         model: A ``TransformerBridge`` (GPT-2 or Llama style; GQA patterns are per query head).
-        prompts: Text or tokens to study. Default: 16 sequences filling the context, each a span
-            repeated once after BOS (``[BOS] + t + t``): 8 of reference-world text and 8 of random
-            tokens. Text exercises natural-language behaviours; repeats exercise duplicate and
-            induction heads, and random repeats show induction even in a model that, on familiar
-            text, leans on what it knows instead of copying.
+        prompts: Text or tokens to study. Default: 16 sequences, each a span repeated once after
+            BOS (``[BOS] + t + t``): 8 of reference-world text and 8 of random tokens. Text exercises
+            natural-language behaviours; repeats exercise duplicate and induction heads, and random
+            repeats show induction even in a model that, on familiar text, leans on what it knows
+            instead of copying. The sequences fill the context, cut to what
+            :data:`interp.heads.sizing.PATTERN_FLOPS` of forward passes cover (215 tokens each on a
+            GPT-2-small-shaped model; the reference models fill their 64). The ablations are
+            ``n_layers * n_heads`` passes, so by default they run on the same sequences only if those
+            fit :data:`interp.heads.sizing.ABLATION_FLOPS`; otherwise on 8 shorter sequences of the
+            same kind, of ``ABLATION_FLOPS / (n_layers * n_heads * flops per token) / 8`` tokens (at
+            least 8): 23 tokens each, 184 in all, on GPT-2 small. Given prompts are used as they are
+            for both.
         seed: Seed of the default text.
         importance: Measure the loss increase under ablation of each head (one batched pass per
-            layer of ``n_heads * batch`` rows); ``False`` scores patterns only (one forward).
+            layer of ``n_heads * batch`` rows, split into chunks of bounded memory,
+            :func:`interp.heads.sizing.rows_per_pass`); ``False`` scores patterns only (one forward).
         ablation: ``"mean"`` (default) or ``"zero"`` (see :mod:`interp.heads.ablation`).
         threshold: Score a behaviour needs to enter a head's label.
         window: Farthest key distance counted as ``local``.
@@ -149,6 +160,7 @@ def head_census(
             The captured patterns are never modified.
         cache: A :class:`interp.Capture` with ``"pattern"`` captured (and ``"z"`` for mean-ablation
             importance) to score instead of running the model again; it is read, never modified.
+        progress: Show tqdm progress bars over the pattern chunks and the ablated layers.
 
     Returns:
         A :class:`HeadCensus`.
@@ -166,24 +178,30 @@ def head_census(
     check_ablation(ablation)
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window={window!r}; the local window must reach at least 2 positions back")
+    ablation_batch = None
     if cache is None:
         if prompts is None:
-            prompts = default_census_tokens(model, seed=seed)
-        names = ["pattern", "z"] if importance and ablation == "mean" else ["pattern"]
-        cache = capture(model, prompts, names=names)
-    tokens, mask = cache.tokens, cache.attention_mask
-    patterns = torch.stack([cache.pattern(layer) for layer in range(info.n_layers)])
-    scores = pattern_scores(patterns, tokens, mask.bool(), window=window, exclude_bos=exclude_bos).cpu()
+            pattern_len, ablation_len = census_lengths(model)
+            prompts = default_census_tokens(model, seed=seed, seq_len=pattern_len)
+            if ablation_len is not None and importance:
+                ablation_batch = tokenize(model, default_census_tokens(model, seed=seed, seq_len=ablation_len, n_rows=8))
+        batch = tokenize(model, prompts)
+        scores = _chunked_scores(model, batch, window=window, exclude_bos=exclude_bos, progress=progress)
+    else:
+        batch = Tokenized(cache.tokens, cache.attention_mask)
+        patterns = torch.stack([cache.pattern(layer) for layer in range(info.n_layers)])
+        scores = pattern_scores(patterns, batch.tokens, batch.attention_mask.bool(), window=window,
+                                exclude_bos=exclude_bos).cpu()
 
     clean = effect = None
     if importance:
-        loss_mask = torch.zeros_like(mask, dtype=torch.bool)
-        loss_mask[:, :-1] = mask[:, 1:].bool()  # position p scores token p + 1, which must be real
-        clean = float(masked_mean(next_token_losses(cache.logits, tokens), loss_mask))
-        z_mean = None
-        if ablation == "mean":
-            z_mean = [batch_mean(cache.z(layer), mask) for layer in range(info.n_layers)]
-        losses = head_ablation_losses(model, tokens, loss_mask, z_mean, method=ablation, attention_mask=mask)
+        if ablation_batch is None:
+            ablation_batch = batch
+        loss_mask = torch.zeros_like(ablation_batch.attention_mask, dtype=torch.bool)
+        loss_mask[:, :-1] = ablation_batch.attention_mask[:, 1:].bool()  # position p scores token p + 1, real
+        clean, z_mean = _clean_pass(model, ablation_batch, loss_mask, ablation, cache)
+        losses = head_ablation_losses(model, ablation_batch.tokens, loss_mask, z_mean, method=ablation,
+                                      attention_mask=ablation_batch.attention_mask, progress=progress)
         effect = losses - clean
     return HeadCensus(scores=scores, importance=effect, labels=label_heads(scores, threshold), threshold=threshold,
                       clean_loss=clean, model_name=info.name)
@@ -228,6 +246,22 @@ def pattern_scores(
     and ``induction``: queries whose token occurred before); NaN if there is none. ``patterns`` is
     not modified.
     """
+    mass, queries = pattern_mass(patterns, tokens, mask, window=window, exclude_bos=exclude_bos)
+    return mass / queries[:, None, None]  # 0 / 0 = NaN marks "not measurable on these prompts"
+
+
+def pattern_mass(
+    patterns: Float[torch.Tensor, "layer batch head pos pos"],
+    tokens: Int[torch.Tensor, "batch pos"],
+    mask: Bool[torch.Tensor, "batch pos"] | None = None,
+    *,
+    window: int = 4,
+    exclude_bos: bool = False,
+) -> tuple[Float[torch.Tensor, "type layer head"], Float[torch.Tensor, " type"]]:
+    """:func:`pattern_scores`' numerator (attention mass summed over queries) and denominator (query counts).
+
+    Both are sums over the batch, so chunks of a batch add up to the whole batch's.
+    """
     if mask is None:
         mask = torch.ones_like(tokens, dtype=torch.bool)
     if exclude_bos:
@@ -237,7 +271,65 @@ def pattern_scores(
     targets = behaviour_masks(tokens, mask, window=window)
     mass = torch.einsum("lbhqk,tbqk->tlh", patterns.float(), targets.float())
     queries = targets.any(-1).sum((1, 2)).float()  # [type]: queries where the behaviour is possible
-    return mass / queries[:, None, None]  # 0 / 0 = NaN marks "not measurable on these prompts"
+    return mass, queries
+
+
+def census_lengths(model: Any) -> tuple[int, int | None]:
+    """Default sequence lengths of the census: (pattern rows, ablation rows or ``None`` for the same rows).
+
+    The 16 pattern rows fill the context, cut to what :data:`~interp.heads.sizing.PATTERN_FLOPS` covers. If the
+    ``n_layers * n_heads`` ablation passes over them exceed :data:`~interp.heads.sizing.ABLATION_FLOPS`, the
+    ablations get 8 rows of their own, as long as that budget allows (at least 8 tokens).
+    """
+    info = model_info(model)
+    pattern = min(info.n_ctx, max(8, budget_tokens(model, PATTERN_FLOPS) // 16))
+    affordable = budget_tokens(model, ABLATION_FLOPS, passes=info.n_layers * info.n_heads)
+    if 16 * pattern <= affordable:
+        return pattern, None
+    return pattern, min(info.n_ctx, max(8, affordable // 8))
+
+
+def _chunked_scores(model: Any, batch: Tokenized, *, window: int, exclude_bos: bool,
+                    progress: bool) -> Float[torch.Tensor, "type layer head"]:
+    """:func:`pattern_scores` of ``batch``, captured a few rows at a time (every layer's patterns of a chunk
+    within :data:`~interp.heads.sizing.PASS_BYTES`), the sums added up."""
+    info = model_info(model)
+    n_rows, pos = batch.tokens.shape
+    patterns_bytes = 4 * info.n_layers * info.n_heads * pos * pos
+    step = max(1, min(rows_per_pass(model, pos), PASS_BYTES // patterns_bytes))
+    mass, queries = torch.zeros(()), torch.zeros(())
+    for start in tqdm(range(0, n_rows, step), desc="census patterns", leave=False, disable=not progress):
+        part = Tokenized(batch.tokens[start : start + step], batch.attention_mask[start : start + step])
+        cap = capture(model, part, names=["pattern"])
+        patterns = torch.stack([cap.pattern(layer) for layer in range(info.n_layers)])
+        m, q = pattern_mass(patterns, part.tokens, part.attention_mask.bool(), window=window, exclude_bos=exclude_bos)
+        mass, queries = mass + m.cpu(), queries + q.cpu()
+    return mass / queries[:, None, None]
+
+
+def _clean_pass(model: Any, batch: Tokenized, loss_mask: torch.Tensor, ablation: str,
+                cache: Capture | None) -> tuple[float, list[torch.Tensor] | None]:
+    """Mean next-token loss of the unablated model over ``loss_mask``, and (mean ablation) each layer's batch mean
+    of ``z``: from ``cache`` when given, else from a capture run a few rows at a time."""
+    n_layers = model_info(model).n_layers
+    if cache is not None:
+        losses = next_token_losses(cache.logits, batch.tokens)
+        clean = float((losses * loss_mask).sum() / loss_mask.sum().clamp(min=1))
+        z_mean = None if ablation != "mean" else [batch_mean(cache.z(L), batch.attention_mask) for L in range(n_layers)]
+        return clean, z_mean
+    step = rows_per_pass(model, batch.tokens.shape[1])
+    total, z_sum, weight = torch.zeros(()), [torch.zeros(())] * n_layers, torch.zeros(())
+    for start in range(0, batch.tokens.shape[0], step):
+        rows = slice(start, start + step)
+        cap = capture(model, Tokenized(batch.tokens[rows], batch.attention_mask[rows]),
+                      names=["z"] if ablation == "mean" else [])
+        total = total + (next_token_losses(cap.logits, batch.tokens[rows]) * loss_mask[rows]).sum()
+        if ablation == "mean":
+            w = batch.attention_mask[rows].to(cap.z(0).dtype)[:, :, None, None]
+            z_sum = [z_sum[L] + (cap.z(L) * w).sum(0) for L in range(n_layers)]
+            weight = weight + w.sum(0)
+    clean = float(total / loss_mask.sum().clamp(min=1))
+    return clean, None if ablation != "mean" else [z / weight.clamp(min=1) for z in z_sum]
 
 
 def label_heads(scores: Float[torch.Tensor, "type layer head"], threshold: float,
@@ -252,20 +344,25 @@ def label_heads(scores: Float[torch.Tensor, "type layer head"], threshold: float
     return labels
 
 
-def repeated_world_tokens(model: Any, n_seqs: int, *, seed: int = 0) -> Int[torch.Tensor, "batch pos"]:
-    """``[BOS] + t + t``: reference-world text chunks ``t`` repeated once, filling the context."""
+def repeated_world_tokens(model: Any, n_seqs: int, *, seed: int = 0,
+                          seq_len: int | None = None) -> Int[torch.Tensor, "batch pos"]:
+    """``[BOS] + t + t``: reference-world text chunks ``t`` repeated once, ``seq_len`` tokens at most (default the
+    context)."""
     info = model_info(model)
     bos = bos_offset(model)
-    half = (info.n_ctx - bos) // 2
+    half = ((info.n_ctx if seq_len is None else seq_len) - bos) // 2
     text = world_tokens(model, n_seqs, half + bos, seed=seed)
     return torch.cat([text, text[:, bos:]], dim=1)
 
 
-def default_census_tokens(model: Any, *, seed: int = 0) -> Int[torch.Tensor, "batch pos"]:
-    """The census' default batch: 8 rows of repeated world text, then 8 rows of repeated random tokens."""
-    text = repeated_world_tokens(model, 8, seed=seed)
+def default_census_tokens(model: Any, *, seed: int = 0, seq_len: int | None = None,
+                          n_rows: int = 16) -> Int[torch.Tensor, "batch pos"]:
+    """The census' default batch: ``n_rows // 2`` rows of repeated world text, then as many of repeated random
+    tokens, ``seq_len`` tokens at most (default: the pattern length of :func:`census_lengths`)."""
+    seq_len = census_lengths(model)[0] if seq_len is None else seq_len
+    text = repeated_world_tokens(model, n_rows // 2, seed=seed, seq_len=seq_len)
     bos = bos_offset(model)
-    random = repeated_random_tokens(model, (text.shape[1] - bos) // 2, 8, seed=seed)
+    random = repeated_random_tokens(model, (text.shape[1] - bos) // 2, n_rows - n_rows // 2, seed=seed)
     return torch.cat([text, random])
 
 

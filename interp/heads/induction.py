@@ -32,6 +32,7 @@ from interp.heads.ablation import (
     next_token_losses,
 )
 from interp.heads.plots import head_heatmaps
+from interp.heads.sizing import ABLATION_FLOPS, budget_tokens
 
 SCORES = ("induction", "copying", "ablation")
 """The per-head scores of an :class:`InductionReport`, in column order."""
@@ -173,10 +174,11 @@ def find_induction_heads(
     model: Any,
     *,
     seq_len: int | None = None,
-    batch: int = 16,
+    batch: int | None = None,
     seed: int = 0,
     ablate: bool = True,
     ablation: str = "mean",
+    progress: bool = True,
 ) -> InductionReport:
     """Score every attention head as an induction head on ``[BOS] + r + r`` with random ``r``.
 
@@ -205,11 +207,19 @@ def find_induction_heads(
 
     Args:
         model: A ``TransformerBridge`` (GPT-2 or Llama style; GQA patterns are per query head).
-        seq_len: Length of the random span; default the longest that fits the context, at most 32.
-        batch: Number of random sequences.
+        seq_len: Length of the random span; default the longest that fits the context, at most 32,
+            cut further on a large model (see ``batch``).
+        batch: Number of random sequences; default 16. The ablations cost ``n_layers * n_heads``
+            passes over all the tokens, so where 16 sequences of the default span exceed
+            :data:`interp.heads.sizing.ABLATION_FLOPS` the default is 8 sequences and the span is cut
+            to fit the budget (at least 2): on a GPT-2-small-shaped model, 8 sequences of span 11
+            (184 tokens); the reference models keep 16 of span 31. With only one of the two given,
+            the other is sized to the budget the same way (span at most 32, at most 16 sequences).
         seed: Seed of the random spans.
-        ablate: Measure ablation effects (``n_layers`` extra passes of ``n_heads * batch`` rows).
+        ablate: Measure ablation effects (``n_layers`` extra passes of ``n_heads * batch`` rows, in
+            chunks of bounded memory, :func:`interp.heads.sizing.rows_per_pass`).
         ablation: ``"mean"`` or ``"zero"``.
+        progress: Show a tqdm progress bar over the ablated layers.
 
     Returns:
         An :class:`InductionReport`.
@@ -227,8 +237,7 @@ def find_induction_heads(
     check_ablation(ablation)
     bos = bos_offset(model)
     longest = (info.n_ctx - bos) // 2
-    if seq_len is None:
-        seq_len = min(32, longest)
+    seq_len, batch = probe_size(model, seq_len, batch)
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 2 <= seq_len <= longest:
         raise ValueError(f"seq_len={seq_len!r}; with n_ctx={info.n_ctx} the span length must be in 2..{longest} "
                          f"({'BOS + ' if bos else ''}2 * seq_len tokens must fit the context)")
@@ -251,7 +260,7 @@ def find_induction_heads(
         z_mean = None
         if ablation == "mean":
             z_mean = [batch_mean(cap.z(layer), cap.attention_mask) for layer in range(info.n_layers)]
-        losses = head_ablation_losses(model, tokens, loss_mask, z_mean, method=ablation)
+        losses = head_ablation_losses(model, tokens, loss_mask, z_mean, method=ablation, progress=progress)
         effect = losses - clean
         strong = [(layer, head) for layer, head in torch.nonzero(induction > 0.5).tolist()]
         if strong:
@@ -260,6 +269,30 @@ def find_induction_heads(
         induction=induction, copying=copying, ablation=effect, clean_loss=clean, seq_len=seq_len,
         batch=batch, ablation_method=ablation, joint_ablation=joint, model_name=info.name, extras={"seed": seed},
     )
+
+
+def probe_size(model: Any, seq_len: int | None, batch: int | None) -> tuple[int, int]:
+    """The probe's span length and sequence count, each given value kept and each ``None`` sized to the budget.
+
+    Defaults: span ``min(32, longest that fits)`` and 16 sequences, unless the ablation passes over them
+    (``n_layers * n_heads``) exceed :data:`~interp.heads.sizing.ABLATION_FLOPS`; then 8 sequences and the span
+    the budget allows (at least 2). Invalid given values are returned unchanged, for the caller to refuse.
+    """
+    info = model_info(model)
+    bos = bos_offset(model)
+    affordable = budget_tokens(model, ABLATION_FLOPS, passes=info.n_layers * info.n_heads)
+    longest = min(32, (info.n_ctx - bos) // 2)
+    if seq_len is None and batch is None:
+        if 16 * (bos + 2 * longest) <= affordable:
+            return longest, 16
+        batch = 8
+    if seq_len is None:
+        rows = batch if isinstance(batch, int) and batch > 0 else 1
+        return max(2, min(longest, (affordable // rows - bos) // 2)), batch
+    if batch is None:
+        row = bos + 2 * seq_len if isinstance(seq_len, int) and seq_len > 0 else 1
+        return seq_len, max(1, min(16, affordable // row))
+    return seq_len, batch
 
 
 def induction_stripe(

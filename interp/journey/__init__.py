@@ -4,7 +4,8 @@ from interp.journey.all_stages import Journey, run
 from interp.journey.architecture import PUBLIC_MODELS, Architecture, ArchitectureFacts, architecture
 from interp.journey.attention import AttentionHead, AttentionHeads, attention_head, attention_heads
 from interp.journey.embeddings import AnalogyScore, Neighbours, analogy, analogy_accuracy, nearest_tokens
-from interp.journey.ffn import TopNeurons, top_neurons
+from interp.journey.experts import ExpertRouting, expert_outputs, expert_routing
+from interp.journey.ffn import TopNeurons, feed_forward, top_neurons
 from interp.journey.positions import LearnedPositions, RotaryPositions, positions
 from interp.journey.residual import ResidualStream, residual_stream
 from interp.journey.tokens import TokenStage, WordMerges, token_merges
@@ -15,6 +16,7 @@ __all__ = [
     "ArchitectureFacts",
     "AttentionHead",
     "AttentionHeads",
+    "ExpertRouting",
     "Journey",
     "LearnedPositions",
     "Neighbours",
@@ -29,6 +31,9 @@ __all__ = [
     "architecture",
     "attention_head",
     "attention_heads",
+    "expert_outputs",
+    "expert_routing",
+    "feed_forward",
     "nearest_tokens",
     "positions",
     "residual_stream",

@@ -28,7 +28,8 @@ from interp.journey.attention import (
 )
 from interp.journey.common import check_position
 from interp.journey.embeddings import Neighbours, Token, analogy, nearest_tokens
-from interp.journey.ffn import TopNeurons, top_neurons
+from interp.journey.experts import ExpertRouting
+from interp.journey.ffn import TopNeurons, feed_forward, ffn_names
 from interp.journey.positions import LearnedPositions, RotaryPositions, positions
 from interp.journey.residual import ResidualStream, residual_names, residual_stream
 from interp.journey.tokens import TokenStage, token_merges
@@ -50,8 +51,8 @@ class Journey:
     """4. One head step by step."""
     heads: AttentionHeads
     """5. All heads of the layer."""
-    ffn: TopNeurons
-    """6. Top neurons of the layer at ``position``."""
+    ffn: TopNeurons | ExpertRouting
+    """6. Top neurons of the layer at ``position`` (on a mixture-of-experts layer: the router's choices)."""
     residual: ResidualStream
     """7. Residual norms and direct logit attribution."""
     output: NextToken
@@ -103,7 +104,7 @@ def run(
         >>> journey.figures()["residual"].show()  # doctest: +SKIP
     """
     check_layer(model_info(model), layer)
-    names = [*attention_names(model, layer), hook_name("neurons", layer), *residual_names(model)]
+    names = [*attention_names(model, layer), *ffn_names(model, layer), *residual_names(model)]
     cap = capture(model, prompt, names=list(dict.fromkeys(names)))
     stage_tokens = token_merges(model, prompt, cap=cap)
     position = check_position(position, cap.tokens.shape[1])
@@ -115,7 +116,7 @@ def run(
         positions=positions(model),
         attention=attention_head(model, layer=layer, head=head, query=query, cap=cap),
         heads=attention_heads(model, layer=layer, cap=cap),
-        ffn=top_neurons(model, layer=layer, position=position, k=k, cap=cap),
+        ffn=feed_forward(model, layer=layer, position=position, k=k, cap=cap),
         residual=residual,
         output=next_token_from_logits(cap.tokens[0], cap.logits[0, residual.position], model.tokenizer,
                                       temperature, top_k, top_p),

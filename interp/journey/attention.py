@@ -2,7 +2,11 @@
 
 One head (:func:`attention_head`): scores ``q·k / sqrt(d_head)`` from the captured queries and keys
 (after RoPE on rotary models), the causal mask, the softmax pattern, and for one query token the value
-mix ``sum_k pattern[q, k] v[k]``. Grouped-query models share a key/value head between
+mix ``sum_k pattern[q, k] v[k]``. What each family adds is applied as the model applies it: its own
+score scale (Gemma's ``query_pre_attn_scalar``, GPT-2's inverse layer index), logit soft-capping
+(Gemma 2), and a sliding window on local-attention layers (Mistral, Gemma). Bridges that expose only
+the unrotated queries and keys (GPT-NeoX, GPT-J, Phi-3: partial rotary) get RoPE applied here
+(:func:`interp.journey.positions.apply_rope`). Grouped-query models share a key/value head between
 ``n_heads / n_kv_heads`` query heads; query head ``h`` reads key/value head ``h // (n_heads / n_kv_heads)``.
 
 All heads (:func:`attention_heads`): the patterns as the model computed them (``hook_pattern``), on one
@@ -23,6 +27,7 @@ from interp.core.locking import holds_model
 from interp.core.model_info import check_head, check_layer, model_info
 from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, prompt_str_tokens
+from interp.journey.positions import apply_rope
 
 
 def kv_head_of(model: Any, head: int) -> int:
@@ -34,7 +39,8 @@ def kv_head_of(model: Any, head: int) -> int:
 def attention_names(model: Any, layer: int) -> list[str]:
     """Hook names :func:`attention_head` needs for ``layer``."""
     rotary = model_info(model).positional == "rotary"
-    qk = ("rot_q", "rot_k") if rotary else ("q", "k")
+    # Rotary bridges of partial-rotary families never fire rot_q/rot_k; q and k are then rotated here.
+    qk = ("q", "k", "rot_q", "rot_k") if rotary else ("q", "k")
     return [hook_name(site, layer) for site in (*qk, "v", "pattern", "z")]
 
 
@@ -55,13 +61,15 @@ class AttentionHead:
     scores: Float[torch.Tensor, "pos pos"]
     """``q·k / sqrt(d_head)`` for every query (row) and key (column), before masking."""
     mask: Bool[torch.Tensor, "pos pos"]
-    """True where a query may attend to a key (the key is not in its future)."""
+    """True where a query may attend to a key (not in its future, nor beyond a sliding window)."""
     pattern: Float[torch.Tensor, "pos pos"]
     """Softmax of the masked scores, rows summing to 1."""
     values: Float[torch.Tensor, "pos d_head"]
     """Value vector of every key position."""
     weighted_values: Float[torch.Tensor, "pos d_head"]
     """``pattern[query, k] * values[k]``: what each key contributes to the query's output."""
+    sliding_window: int | None = None
+    """Keys a query sees on a local-attention layer (itself included), or None for global attention."""
 
     @property
     def z(self) -> Float[torch.Tensor, " d_head"]:
@@ -86,7 +94,9 @@ class AttentionHead:
         labels = [f"{i}:{t!r}" for i, t in enumerate(self.str_tokens)]
         masked = self.scores.masked_fill(~self.mask, float("nan"))
         fig = make_subplots(rows=2, cols=2, vertical_spacing=0.2, horizontal_spacing=0.12, subplot_titles=(
-            "1. scores q·k/√d (row: query, column: key)", "2. causal mask (dark: may attend)",
+            "1. scores q·k/√d (row: query, column: key)",
+            "2. causal mask (dark: may attend)" if self.sliding_window is None
+            else f"2. causal mask, sliding window {self.sliding_window} (dark: may attend)",
             "3. pattern: softmax of each row", f"4. value mix for query {self.query}"))
         hover = "query %{y}<br>key %{x}<br>"
         bar = {"len": 0.38, "thickness": 12, "x": 0.43}
@@ -150,28 +160,65 @@ def attention_head(
     n = cap.tokens.shape[1]
     query = check_position(query, n, "query")
     kv = kv_head_of(model, head)
-    if info.positional == "rotary":
-        q, k = cap.rot_q(layer)[0, :, head], cap.rot_k(layer)[0, :, kv]
-    else:
-        q, k = cap.q(layer)[0, :, head], cap.k(layer)[0, :, kv]
-    scores = (q.float() @ k.float().T) / attention_scale(model, layer)
+    q, k = _queries_keys(model, cap, layer)
+    scores = (q[:, head].float() @ k[:, kv].float().T) / attention_scale(model, layer)
+    if (cap_at := _hf_attention(model, layer, "attn_logit_softcapping")) is not None:
+        scores = torch.tanh(scores / cap_at) * cap_at  # Gemma 2 squashes scores into (-cap, cap)
+    window = sliding_window(model, layer)
     mask = torch.ones(n, n, dtype=torch.bool, device=scores.device).tril()
+    if window is not None:
+        mask = mask.triu(-(window - 1))
     pattern = scores.masked_fill(~mask, float("-inf")).softmax(-1)
     values = cap.v(layer)[0, :, kv].float()
     return AttentionHead(
         layer=layer, head=head, kv_head=kv, query=query, str_tokens=prompt_str_tokens(cap),
         scores=scores.cpu(), mask=mask.cpu(), pattern=pattern.cpu(), values=values.cpu(),
-        weighted_values=(pattern[query, :, None] * values).cpu(),
+        weighted_values=(pattern[query, :, None] * values).cpu(), sliding_window=window,
     )
 
 
+def _queries_keys(model: Any, cap: Capture, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries ``[pos head d_head]`` and keys ``[pos kv_head d_head]`` as the scores are computed from them."""
+    if model_info(model).positional != "rotary":
+        return cap.q(layer)[0], cap.k(layer)[0]
+    if hook_name("rot_q", layer) in cap and hook_name("rot_k", layer) in cap:
+        return cap.rot_q(layer)[0], cap.rot_k(layer)[0]
+    return apply_rope(cap.q(layer)[0], model), apply_rope(cap.k(layer)[0], model)
+
+
+def _hf_attention(model: Any, layer: int, attribute: str) -> Any:
+    """An attribute of the Hugging Face attention module of ``layer``, or None."""
+    module = getattr(model.blocks[layer].attn, "original_component", None)
+    return getattr(module, attribute, None)
+
+
 def attention_scale(model: Any, layer: int) -> float:
-    """The divisor of ``q·k``: ``sqrt(d_head)``, times ``layer + 1`` where GPT-2's config asks for it."""
+    """The divisor of ``q·k``: the model's own (``1 / scaling`` of its attention module, e.g. Gemma's
+    ``sqrt(query_pre_attn_scalar)``; ``sqrt(d_head)`` when it has none), times ``layer + 1`` where
+    GPT-2's config asks for it."""
     config = getattr(model.original_model, "config", None)
-    scale = float(model.cfg.d_head) ** 0.5
+    scaling = _hf_attention(model, layer, "scaling")
+    scale = 1.0 / float(scaling) if scaling else float(model.cfg.d_head) ** 0.5
     if getattr(config, "scale_attn_by_inverse_layer_idx", False):
         scale *= layer + 1
     return scale
+
+
+def sliding_window(model: Any, layer: int) -> int | None:
+    """How many keys (itself included) a query of ``layer`` sees, or None for global attention.
+
+    Read as the model reads it: the attention module's own window (Gemma), else the config's per-layer
+    ``layer_types``, else a model-wide ``sliding_window`` (Mistral) unless ``use_sliding_window`` is off.
+    """
+    config = model.original_model.config
+    window = _hf_attention(model, layer, "sliding_window")
+    if window is None:
+        types = getattr(config, "layer_types", None)
+        if types is not None:
+            window = config.sliding_window if types[layer] == "sliding_attention" else None
+        elif getattr(config, "use_sliding_window", True):
+            window = getattr(config, "sliding_window", None)
+    return int(window) if window else None
 
 
 @dataclass

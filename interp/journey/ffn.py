@@ -4,6 +4,9 @@ A neuron's write into the residual stream is its activation times its row of ``W
 ranked by the size of that write, ``|activation| * ||W_out[n]||``. What a neuron "promotes" is read
 directly through the unembedding, ``activation * W_out[n] @ W_U`` (the logit lens on one neuron, as in
 Geva et al. 2022); it ignores the final norm and everything later layers do with the write.
+
+On a mixture-of-experts block there is no single MLP: :func:`feed_forward` (what :func:`interp.journey.run`
+calls) gives :func:`interp.journey.expert_routing` there and :func:`top_neurons` everywhere else.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.core.capturing import Capture
-from interp.core.hooks import hook_name
+from interp.core.hooks import hook_name, moe_layers
 from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import Prompts
 from interp.journey.common import check_position, ensure_capture, prompt_str_tokens, token_text, unembed
+from interp.journey.experts import ExpertRouting, expert_names, expert_routing
 
 
 @dataclass
@@ -79,13 +83,17 @@ def top_neurons(
     """The ``k`` neurons of ``layer`` writing most into the residual stream at ``position``.
 
     Raises:
-        ValueError: layer or position out of range, ``k`` or ``n_tokens`` below 1.
+        ValueError: layer or position out of range, ``k`` or ``n_tokens`` below 1, or a mixture-of-experts
+            layer (use :func:`interp.journey.expert_routing`).
 
     Examples:
         >>> top_neurons(model, "The Eiffel Tower is in the city of", layer=2).to_frame()  # doctest: +SKIP
     """
     info = model_info(model)
     check_layer(info, layer)
+    if layer in moe_layers(model):
+        raise ValueError(f"layer={layer} of {info.arch} is a mixture of experts, not one MLP with neurons; "
+                         "use interp.journey.expert_routing")
     for name, value in (("k", k), ("n_tokens", n_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}; it must be an integer >= 1")
@@ -103,3 +111,31 @@ def top_neurons(
         promoted_ids=promoted.indices.cpu(), promoted_logits=promoted.values.cpu(),
         promoted=[token_text(model.tokenizer, row) for row in promoted.indices.cpu()],
     )
+
+
+def ffn_names(model: Any, layer: int) -> list[str]:
+    """Hook names :func:`feed_forward` needs at ``layer``."""
+    return expert_names(layer) if layer in moe_layers(model) else [hook_name("neurons", layer)]
+
+
+@holds_model
+def feed_forward(
+    model: Any,
+    prompt: Prompts | None = None,
+    layer: int = 0,
+    position: int = -1,
+    k: int = 10,
+    n_tokens: int = 5,
+    *,
+    cap: Capture | None = None,
+) -> TopNeurons | ExpertRouting:
+    """The feed-forward stage at ``layer``: :func:`interp.journey.expert_routing` on a mixture-of-experts block,
+    else :func:`top_neurons` (``k`` neurons).
+
+    Raises:
+        ValueError: as :func:`top_neurons` and :func:`interp.journey.expert_routing` do.
+    """
+    check_layer(model_info(model), layer)
+    if layer in moe_layers(model):
+        return expert_routing(model, prompt, layer=layer, position=position, n_tokens=n_tokens, cap=cap)
+    return top_neurons(model, prompt, layer=layer, position=position, k=k, n_tokens=n_tokens, cap=cap)

@@ -143,5 +143,37 @@ def rope_parameters(model: Any) -> tuple[float, int]:
     if rope_type != "default":
         raise ValueError(f"rope_type={rope_type!r}; the positions stage shows plain RoPE ('default') only")
     d_head = int(getattr(config, "head_dim", None) or model.cfg.d_head)
+    if getattr(config, "rotary_dim", None):  # GPT-J and CodeGen name the rotated width directly
+        return float(base), int(config.rotary_dim)
     factor = params.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) or 1.0
     return float(base), int(d_head * factor)
+
+
+def apply_rope(
+    x: Float[torch.Tensor, "pos head d_head"], model: Any
+) -> Float[torch.Tensor, "pos head d_head"]:
+    """Rotate queries or keys at positions ``0..pos-1`` the way ``model`` does, for bridges that expose
+    only the unrotated vectors.
+
+    The first ``rotary_dim`` dimensions of each head are rotated (the rest pass through, partial rotary);
+    GPT-J and CodeGen pair neighbouring dimensions ``(2i, 2i + 1)``, every other family pairs ``i`` with
+    ``i + rotary_dim / 2`` (Hugging Face's ``rotate_half``).
+
+    Raises:
+        ValueError: a scaled RoPE variant (see :func:`rope_parameters`).
+    """
+    base, rotary_dim = rope_parameters(model)
+    inv_freq = base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+    angles = torch.arange(x.shape[0], dtype=torch.float64)[:, None] * inv_freq  # [pos pair]
+    rot, rest = x[..., :rotary_dim].double(), x[..., rotary_dim:]
+    interleaved = model.original_model.config.model_type in ("gptj", "codegen")
+    if interleaved:
+        cos, sin = angles.cos().repeat_interleave(2, -1), angles.sin().repeat_interleave(2, -1)
+        pairs = rot.unflatten(-1, (-1, 2))
+        turned = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    else:
+        cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)
+        half = rotary_dim // 2
+        turned = torch.cat([-rot[..., half:], rot[..., :half]], dim=-1)
+    rotated = rot * cos[:, None] + turned * sin[:, None]
+    return torch.cat([rotated.to(x.dtype), rest], dim=-1)

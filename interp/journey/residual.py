@@ -9,6 +9,8 @@ value it had on this prompt (``ln_final.hook_scale``); it is then linear, and ea
 * RMSNorm: ``(c / scale * w) @ W_U[:, t]``,
 
 which add up exactly to the logit minus the bias terms ``b_ln @ W_U[:, t] + b_U[t]`` (zero for Llama).
+``w`` is the norm's effective gain (Gemma stores ``w - 1``). A model that soft-caps its output (Gemma 2:
+``cap * tanh(logit / cap)``) is attributed before the cap, the last linear point.
 Attention layers can be split into heads (``z_h @ W_O[h]``) plus the output bias ``b_O``.
 """
 
@@ -56,13 +58,15 @@ class ResidualStream:
     attributions: Float[torch.Tensor, " component"]
     """Direct contribution of each component to the logit."""
     logit: float
-    """The model's logit for the token."""
+    """The model's logit for the token (before the final soft-cap, when the model has one)."""
     bias_terms: float
     """``b_ln @ W_U[:, t] + b_U[t]``: the part of the logit no component owns."""
     norm_labels: list[str]
     """Where each norm was read: ``L0.pre`` ... ``final``."""
     norms: Float[torch.Tensor, " layer_plus_1"]
     """Norm of the residual stream at each of those points."""
+    softcap: float | None = None
+    """The final logit soft-cap (Gemma 2): the model outputs ``softcap * tanh(logit / softcap)``."""
 
     def to_frame(self) -> Any:
         """One row per component."""
@@ -127,6 +131,9 @@ def residual_stream(
     position = check_position(position, cap.tokens.shape[1])
     logits = cap.logits[0, position].float()
     token_id = int(logits.argmax()) if token is None else resolve_token(model, token)
+    softcap = getattr(model.original_model.config, "final_logit_softcapping", None)
+    if softcap:  # undo cap * tanh(x / cap), clamped off +-cap where float32 tanh saturates
+        logits = torch.atanh((logits / softcap).clamp(-1 + 1e-7, 1 - 1e-7)) * softcap
     labels, parts = _components(model, cap, position, by_head)
     stacked = torch.stack(parts).float()
     scale = cap[hook_name("ln_final_scale")][0, position].float()
@@ -143,7 +150,7 @@ def residual_stream(
     return ResidualStream(
         position=position, token_id=token_id, token=model.tokenizer.decode([token_id]), labels=labels,
         attributions=attributions.cpu(), logit=float(logits[token_id]), bias_terms=bias_terms,
-        norm_labels=norm_labels, norms=torch.stack(norms).cpu(),
+        norm_labels=norm_labels, norms=torch.stack(norms).cpu(), softcap=float(softcap) if softcap else None,
     )
 
 
@@ -173,8 +180,15 @@ def _components(model: Any, cap: Capture, position: int, by_head: bool) -> tuple
 
 
 def _final_norm(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weight and bias (None for RMSNorm) of the norm before the unembedding."""
+    """Effective gain and bias (None for RMSNorm) of the norm before the unembedding."""
     norm = model.ln_final.original_component
     weight = norm.weight.detach().float()
     bias = getattr(norm, "bias", None)
+    if bias is None:
+        # Gemma's RMSNorm multiplies by 1 + weight. The unit vector of ones has RMS 1, so the norm returns
+        # its gain (over sqrt(1 + eps)): whichever of weight and 1 + weight that matches is the gain.
+        with torch.no_grad():
+            gain = norm(torch.ones(1, weight.shape[0], dtype=norm.weight.dtype, device=norm.weight.device))[0].float()
+        if (gain - (1 + weight)).abs().max() < (gain - weight).abs().max():
+            weight = 1 + weight
     return weight, None if bias is None else bias.detach().float()

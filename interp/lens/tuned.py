@@ -30,6 +30,7 @@ from interp.core.locking import holds_models
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts
 from interp.lens.logit import MAX_ELEMENTS, LensResult, Target, run_lens
+from interp.lens.scan import TOP_K
 from interp.reference.world_text import world_tokens
 
 FILENAME = "tuned_lens.safetensors"
@@ -147,15 +148,20 @@ class TunedLens:
         target: Target = None,
         positions: Sequence[int] | int | None = None,
         max_elements: int = MAX_ELEMENTS,
+        top_k: int = TOP_K,
+        full: bool = False,
+        chunk_size: int | None = None,
+        progress: bool = True,
     ) -> LensResult:
         """Decode every layer of ``model`` on ``prompt`` through this lens; same arguments and result as
-        :func:`interp.logit_lens`.
+        :func:`interp.logit_lens` (summaries kept, computed a slice of positions at a time).
 
         Raises:
             ValueError: the lens was trained for another model, or bad prompt/target/positions.
         """
         self.check_model(model)
-        return run_lens(model, prompt, self, target=target, positions=positions, max_elements=max_elements)
+        return run_lens(model, prompt, self, target=target, positions=positions, max_elements=max_elements,
+                        top_k=top_k, full=full, chunk_size=chunk_size, progress=progress)
 
     def check_model(self, model: Any) -> None:
         """Raise ``ValueError`` unless this lens was trained for ``model`` (shapes and fingerprint)."""

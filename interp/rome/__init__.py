@@ -9,7 +9,7 @@ from interp.rome.apply import Edit, check_request, edit, edited, load_edit
 from interp.rome.config import KEY_CONTEXTS, KL_PROMPT, RomeConfig
 from interp.rome.counterfact import EditCase, EditEvalResult, evaluate, make_cases
 from interp.rome.keys import fingerprint, key_stats, prefixes, projection, solve_stats, stats_path
-from interp.rome.layers import choose_layer, layer_profile
+from interp.rome.layers import choose_layer, layer_profile, traced_scores
 
 __all__ = [
     "Edit",
@@ -32,4 +32,5 @@ __all__ = [
     "projection",
     "solve_stats",
     "stats_path",
+    "traced_scores",
 ]

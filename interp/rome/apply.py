@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp.core.files import atomic_path, check_can_write
+from interp.core.hooks import moe_layers
 from interp.core.locking import holds_model, holds_models, model_lock
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import tokenize
@@ -191,6 +192,9 @@ def edit(
         ValueError: a prompt without exactly one ``{}``, an empty subject or target, a target the model already
             answers, a layer out of range, or the last layer (when the subject is not at the end of the prompt, the
             last block's MLP output there never reaches the prediction). The model is untouched then.
+        NotImplementedError: the block's feed-forward is a routed mixture of experts (Mixtral, Qwen-MoE: the
+            message names the architecture), or its MLP output projection is offloaded by accelerate
+            (``device_map`` with disk or CPU offload: the message says "offloaded" and names the weight).
 
     Examples:
         >>> e = edit(model, prompt="{} is located in the city of", subject="the Eiffel Tower", target=" Rome")  # doctest: +SKIP
@@ -201,7 +205,12 @@ def edit(
         raise ValueError(f"key_context={config.key_context!r}; valid values are {', '.join(KEY_CONTEXTS)}")
     info = model_info(model)
     target_ids = check_request(model, prompt, subject, target)
-    layer = choose_layer(model, prompt, subject) if layer is None else check_layer(info, layer)
+    if layer is not None:
+        projection(model, check_layer(info, layer))  # refuse experts and offloaded weights before any work
+    elif len(moe_layers(model)) == info.n_layers:
+        projection(model, 0)  # every block is a mixture of experts: nothing to choose from
+    layer = choose_layer(model, prompt, subject) if layer is None else layer
+    projection(model, layer)
     text = prompt.replace("{}", subject)
     if layer == info.n_layers - 1 and subject_span(model, text, subject)[1] < len(tokenize(model, text).tokens[0]):
         raise ValueError(

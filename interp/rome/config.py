@@ -47,6 +47,11 @@ class RomeConfig:
     stats_samples: int = 1000
     """Reference-world sequences (``n_ctx`` tokens each) for the key statistics ``C``; 0 uses the identity
     (``C = I``: the plain minimum-norm update, for models without suitable text)."""
+    stats_tokens: int | None = None
+    """Most tokens the key statistics read (whole sequences, rounded up); ``None`` sizes it for the model: what
+    ``interp.heads.sizing.STATS_FLOPS`` of forward passes cover (7 x 1024 tokens on GPT-2 small; the reference
+    models are not capped). ROME's own statistics used 100,000 Wikipedia samples: raise it for a large model with
+    time to spare."""
     stats_ridge: float = 1e-3
     """``C + stats_ridge * mean(diag C) * I`` is inverted, so rarely-active neurons do not blow up."""
     seed: int = 0

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from interp.core.capturing import capture
 from interp.core.files import atomic_path
-from interp.core.hooks import hook_name
+from interp.core.hooks import hook_name, hooked, moe_layers
 from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Tokenized, pad_id, pad_right
 from interp.generation.decoding import generate
+from interp.heads.sizing import STATS_FLOPS, budget_tokens, rows_per_pass
 from interp.reference.world_text import world_tokens
 from interp.rome.config import RomeConfig
 from interp.tracing import subject_span
@@ -39,13 +40,41 @@ def projection(model: Any, layer: int) -> torch.nn.Module:
     """The Hugging Face module the bridge runs as block ``layer``'s MLP output projection.
 
     Raises:
+        NotImplementedError: block ``layer``'s feed-forward is a routed mixture of experts, or the projection's
+            weight is offloaded by accelerate (it lives on disk or in a CPU map, not in the module).
         TypeError: the module is neither ``nn.Linear`` nor GPT-2's ``Conv1D``.
     """
-    bridge = model.blocks[layer].mlp.out
-    module = getattr(bridge, "original_component", None) or getattr(bridge, "_original_component", None)
+    if layer in moe_layers(model):
+        info = model_info(model)
+        raise NotImplementedError(
+            f"ROME cannot edit block {layer} of {info.name} (architecture {info.arch}): its feed-forward is a routed "
+            "mixture of experts with no single MLP output projection; an edit would need each expert's key "
+            "statistics and the router's weight at the subject, which interp does not compute"
+        )
+    module = _projection_module(model, layer)
     if not (isinstance(module, torch.nn.Linear) or is_conv1d(module)):
         raise TypeError(f"block {layer}'s MLP output is a {type(module).__name__}; ROME supports Linear and Conv1D")
+    if module.weight.device.type == "meta":
+        raise NotImplementedError(
+            f"ROME cannot edit block {layer}: its MLP output projection weight {_param_name(model, module)} is "
+            "offloaded by accelerate (device_map put it on disk or in CPU offload; the module holds only a meta "
+            "tensor), and writing through the offload map would change the checkpoint's own files; load the "
+            "model so that this block's weights stay on a device"
+        )
     return module
+
+
+def _projection_module(model: Any, layer: int) -> Any:
+    """The module under block ``layer``'s ``mlp.out`` bridge, or ``None`` where there is none (experts)."""
+    bridge = getattr(model.blocks[layer].mlp, "out", None)
+    return getattr(bridge, "original_component", None) or getattr(bridge, "_original_component", None)
+
+
+def _param_name(model: Any, module: torch.nn.Module) -> str:
+    """The Hugging Face name of ``module``'s weight, as in the checkpoint (``"?"`` if the model does not list it)."""
+    hf_model = getattr(model, "original_model", model)
+    name = next((name for name, p in hf_model.named_parameters() if p is module.weight), "?")
+    return name.replace("._original_component", "")  # the bridge wraps each module it replaces
 
 
 def is_conv1d(module: Any) -> bool:
@@ -56,16 +85,21 @@ def is_conv1d(module: Any) -> bool:
 def fingerprint(model: Any) -> str:
     """Hash of a model's shape and weights, MLP output projections excluded (edits do not change it).
 
-    Each tensor contributes at most 4096 evenly spaced entries, so large models hash quickly.
+    Each tensor contributes at most 4096 evenly spaced entries, so large models hash quickly. A weight offloaded by
+    accelerate (a meta tensor in the module) contributes its name and shape only.
     """
     info = model_info(model)
-    skip = {id(p) for L in range(info.n_layers) for p in projection(model, L).parameters()}
+    modules = [_projection_module(model, L) for L in range(info.n_layers)]
+    skip = {id(p) for m in modules if m is not None for p in m.parameters()}
     digest = hashlib.sha256(f"{info.arch}:{info.n_layers}:{info.d_model}:{info.d_mlp}:{info.d_vocab}".encode())
     for name, p in model.named_parameters():
         if id(p) in skip:
             continue
-        flat = p.detach().flatten()
         digest.update(name.encode())
+        if p.device.type == "meta":
+            digest.update(str(tuple(p.shape)).encode())
+            continue
+        flat = p.detach().flatten()
         digest.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
     return digest.hexdigest()
 
@@ -116,36 +150,56 @@ def mean_key(model: Any, layer: int, texts: list[str], subject: str) -> torch.Te
 
 
 @holds_model
-def key_stats(model: Any, layer: int, n: int, texts: list[str] | None = None) -> Float[torch.Tensor, "d_mlp d_mlp"]:
+def key_stats(
+    model: Any, layer: int, n: int, texts: list[str] | None = None, *, max_tokens: int | None = None,
+    progress: bool = True,
+) -> Float[torch.Tensor, "d_mlp d_mlp"]:
     """Second moment ``C = E[k k^T]`` of block ``layer``'s MLP keys, over every token of ``n`` sequences.
 
     The default sequences are reference-world text packed like the training data (:func:`interp.reference.world_text.
-    world_tokens`, seed 1); ``C`` is computed once per (model, layer, ``n``) and cached on disk
-    (:func:`stats_path`; written through a temporary file and a rename, so concurrent readers never see half a
-    file). A cache file that cannot be read or has the wrong shape is discarded with a warning and recomputed.
-    With ``texts`` given those are used instead (cut to the context window) and nothing is cached. A progress bar
-    shows the pass.
+    world_tokens`, seed 1), ``n_ctx`` tokens each. Their number is capped so that they hold at most ``max_tokens``
+    tokens (rounded up to whole sequences); the default cap is what :data:`interp.heads.sizing.STATS_FLOPS` of
+    forward passes cover, 7 sequences of 1024 tokens on a GPT-2-small-shaped model and more than the 1000 x 64 tokens of
+    the default ``n`` on the reference models (so they are not capped). ``C`` is computed once per (model, layer,
+    sequence count) and cached on disk (:func:`stats_path`, named by the capped count; written through a
+    temporary file and a rename, so concurrent readers never see half a file). A cache file that cannot be read or
+    has the wrong shape is discarded with a warning and recomputed. With ``texts`` given those are used instead
+    (cut to the context window, never capped) and nothing is cached.
+
+    Memory stays bounded whatever ``n``: the sequences run in chunks of at most
+    :data:`interp.heads.sizing.PASS_BYTES` of activations, each pass stops after block ``layer``, and only the
+    ``[d_mlp, d_mlp]`` float64 sum is kept between chunks. A progress bar shows the pass.
     """
-    path = None if texts is not None else stats_path(model, layer, n)
     info = model_info(model)
-    if path is not None and path.is_file():
-        cached = read_stats(path, info.d_mlp)
-        if cached is not None:
-            return cached
+    path = None
     if texts is None:
+        cap = budget_tokens(model, STATS_FLOPS) if max_tokens is None else max_tokens
+        n = max(1, min(n, -(-cap // info.n_ctx)))
+        path = stats_path(model, layer, n)
+        if path.is_file():
+            cached = read_stats(path, info.d_mlp)
+            if cached is not None:
+                return cached
         tokens = world_tokens(model, n, seed=1)
-        batches = [Tokenized(t, torch.ones_like(t)) for t in tokens.split(64)]
+        batches = [Tokenized(t, torch.ones_like(t)) for t in tokens.split(rows_per_pass(model, info.n_ctx))]
     else:
         bos = [model.tokenizer.bos_token_id] if info.prepend_bos else []
         rows = [(bos + model.tokenizer.encode(t, add_special_tokens=False))[: info.n_ctx] for t in texts]
-        batches = [pad_right(rows[i : i + 64], pad_id(model.tokenizer), info.device) for i in range(0, len(rows), 64)]
+        step = rows_per_pass(model, max(len(r) for r in rows)) if rows else 1
+        batches = [pad_right(rows[i : i + step], pad_id(model.tokenizer), info.device) for i in range(0, len(rows), step)]
     total, count = torch.zeros(info.d_mlp, info.d_mlp, dtype=torch.float64), 0
-    hook = hook_name("neurons", layer)
-    for batch in tqdm(batches, desc=f"key statistics, layer {layer}", leave=False):
-        cap = capture(model, batch, names=[hook])
-        keys = cap[hook][cap.attention_mask.bool()].double().cpu()
-        total += keys.T @ keys
-        count += keys.shape[0]
+    stop = layer + 1 if layer + 1 < info.n_layers else None  # nothing above the layer is needed
+    for batch in tqdm(batches, desc=f"key statistics, layer {layer}", leave=False, disable=not progress):
+        keep = batch.attention_mask.bool()
+
+        def accumulate(x: torch.Tensor, hook: Any) -> None:
+            nonlocal total, count
+            keys = x[keep.to(x.device)].double().cpu()
+            total += keys.T @ keys
+            count += keys.shape[0]
+
+        with torch.no_grad(), hooked(model, [(hook_name("neurons", layer), accumulate)]):
+            model(batch.tokens, attention_mask=batch.attention_mask, stop_at_layer=stop)
     mom2 = (total / max(count, 1)).float()
     if path is not None:
         try:
@@ -178,7 +232,7 @@ def solve_stats(
     """``C^-1 k*`` with a ridge; the identity (``C = I``) when ``config.stats_samples == 0`` and no texts."""
     if config.stats_samples == 0 and texts is None:
         return key.float().clone()
-    mom2 = key_stats(model, layer, config.stats_samples, texts).double()
+    mom2 = key_stats(model, layer, config.stats_samples, texts, max_tokens=config.stats_tokens).double()
     ridge = config.stats_ridge * mom2.diagonal().mean()
     eye = torch.eye(mom2.shape[0], dtype=torch.float64)
     return torch.linalg.solve(mom2 + ridge * eye, key.double().cpu()).float().to(key.device)

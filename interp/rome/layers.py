@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import warnings
@@ -10,12 +11,13 @@ from typing import Any
 
 import torch
 
+from interp.core.hooks import hook_name
 from interp.core.locking import holds_model
 from interp.core.files import atomic_write_text
 from interp.core.tokens import tokenize
 from interp.reference.registry import load_world
 from interp.rome.keys import cache_dir, fingerprint
-from interp.tracing import average_indirect_effect, causal_trace, subject_span
+from interp.tracing import average_indirect_effect, subject_span, trace_state
 
 
 @holds_model
@@ -28,14 +30,11 @@ def choose_layer(model: Any, prompt: str, subject: str, *, samples: int = 10) ->
     trace of ``prompt`` itself (``kind="mlp"``, window 1, the model's own top answer as the traced answer). Ties go
     to the earlier layer. The last block is left out unless the subject ends the prompt, since its MLP output at the
     subject never reaches the prediction. One prompt's trace is noisy (on ref-llama the Eiffel Tower prompt alone
-    picks layer 1, whose edit also moves the Louvre to Rome, where the averaged profile picks layer 0).
+    picks layer 1, whose edit also moves the Louvre to Rome, where the averaged profile picks layer 0). The trace is
+    computed once per (model, prompt, subject, samples) and cached (:func:`traced_scores`).
     """
     profile = layer_profile(model)
-    if profile is not None:
-        scores = profile
-    else:
-        trace = causal_trace(model, prompt, subject, kind="mlp", window=1, samples=samples)
-        scores = trace.scores[trace.subject_last]
+    scores = profile if profile is not None else traced_scores(model, prompt, subject, samples=samples)
     text = prompt.replace("{}", subject)
     if len(scores) > 1 and subject_span(model, text, subject)[1] < len(tokenize(model, text).tokens[0]):
         scores = scores[:-1]
@@ -72,3 +71,36 @@ def layer_profile(model: Any, *, n_facts: int = 20, samples: int = 5, seed: int 
     except OSError:
         pass
     return profile
+
+
+@holds_model
+def traced_scores(model: Any, prompt: str, subject: str, *, samples: int = 10) -> torch.Tensor:
+    """Per layer, the answer's probability in a causal trace of ``prompt`` with block ``L``'s MLP output at the
+    subject's last token restored (``kind="mlp"``, window 1, the model's own top answer as the traced answer).
+
+    This is the subject's-last-token row of :func:`interp.causal_trace`'s scores, computed with
+    :func:`interp.tracing.trace_state` (same noise draws) for that one position only: ``n_layers * samples``
+    corrupted rows instead of ``n_layers * tokens * samples`` (27 times fewer for a 27-token prompt). It is cached
+    on disk beside the key statistics, keyed by the model's :func:`fingerprint` (which leaves out the MLP output
+    projections that edits change) and a hash of the request; the file is written atomically, and one that cannot
+    be read is recomputed.
+    """
+    request = json.dumps([prompt, subject, samples]).encode()
+    path = cache_dir() / f"{fingerprint(model)[:16]}-trace-{hashlib.sha256(request).hexdigest()[:16]}.json"
+    n_layers = model.cfg.n_layers
+    if path.is_file():
+        try:
+            cached = torch.tensor(json.loads(path.read_text()), dtype=torch.float32)
+            if cached.ndim == 1 and len(cached) == n_layers and bool(torch.isfinite(cached).all()):
+                return cached
+            raise ValueError(f"shape {tuple(cached.shape)}, expected ({n_layers},) finite values")
+        except (ValueError, TypeError, UnicodeDecodeError, OSError) as err:  # JSONDecodeError is a ValueError
+            warnings.warn(f"discarding the corrupt trace cache {path} ({err}); recomputing it", stacklevel=2)
+    last = subject_span(model, prompt.replace("{}", subject), subject)[1] - 1
+    scores = torch.tensor([trace_state(model, prompt, subject, {hook_name("mlp_out", layer): [last]}, samples=samples)
+                           for layer in range(n_layers)], dtype=torch.float32)
+    try:
+        atomic_write_text(path, json.dumps(scores.tolist()))
+    except OSError:
+        pass
+    return scores

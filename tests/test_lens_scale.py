@@ -1,0 +1,194 @@
+"""The lens at scale: kept summaries (top-k, target prob/rank, KL) equal the full-tensor numbers, slices on request.
+
+The full ``[layer batch pos vocab]`` log-probabilities are rebuilt here independently, from Hugging Face's own
+hidden states, final norm and ``lm_head``; the lens computes its summaries a slice of positions at a time through
+the bridge and never keeps that tensor unless asked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import interp
+from interp.lens.scan import row_chunk, scan
+from interp.lens.tuned import TunedLens, _identity
+
+PROMPTS = ["The cat sat on the mat", "Paris is the capital of France and"]
+ATOL = 1e-4
+"""Log-probabilities through the bridge vs HF (float32, different matmul shapes)."""
+
+
+def _hf_logprobs(model, prompts, translate=None):
+    """Every lens layer decoded with the HF modules directly: hidden states -> (translator) -> final norm -> lm_head."""
+    hf = model.original_model
+    norm = hf.transformer.ln_f if hasattr(hf, "transformer") else hf.model.norm
+    batch = interp.tokenize(model, prompts)
+    with torch.no_grad():
+        out = hf(batch.tokens, attention_mask=batch.attention_mask, output_hidden_states=True)
+        hidden = list(out.hidden_states[:-1])
+        if translate is not None:
+            weight, bias = translate
+            hidden = [h + h @ weight[i].T + bias[i] for i, h in enumerate(hidden)]
+        # HF's last hidden state already went through the final norm; the others are raw residuals.
+        layers = [hf.lm_head(norm(h)) for h in hidden] + [out.logits]
+    return torch.stack(layers).log_softmax(-1)
+
+
+def _assert_summaries_match(lens, full, target):
+    """Top-k, target prob/rank and KL of ``lens`` against the full tensor ``full`` [layer batch pos vocab]."""
+    k = lens.kept().top_ids.shape[-1]
+    best = full.topk(k)
+    torch.testing.assert_close(lens.kept().top_logprobs, best.values, atol=ATOL, rtol=0)
+    # Ids agree wherever the full tensor's k-th and (k+1)-th entries are not a near-tie.
+    picked = full.gather(-1, lens.kept().top_ids)
+    torch.testing.assert_close(picked, best.values, atol=ATOL, rtol=0)
+    kl = (full[-1].exp() * (full[-1] - full)).sum(-1)
+    torch.testing.assert_close(lens.kl_to_final(reduce=False), kl, atol=1e-5, rtol=0)
+    torch.testing.assert_close(lens.kl_to_final(), kl.mean((1, 2)), atol=1e-5, rtol=0)
+    own = full[..., target][..., None]
+    torch.testing.assert_close(lens.prob(), own[..., 0].exp(), atol=ATOL, rtol=0)
+    lo, hi = (full > own + ATOL).sum(-1), (full > own - ATOL).sum(-1)  # rank bounds allowing near-ties
+    assert ((lo <= lens.rank()) & (lens.rank() <= hi)).all()
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_summaries_equal_the_full_tensor(tiny_model, chunk_size):
+    target = interp.to_single_token(tiny_model, " the")
+    lens = interp.logit_lens(tiny_model, PROMPTS, target=" the", top_k=7, chunk_size=chunk_size, progress=False)
+    assert lens.logprobs_cache is None  # nothing [layer batch pos vocab] was kept
+    full = _hf_logprobs(tiny_model, PROMPTS)
+    _assert_summaries_match(lens, full, target)
+    assert lens.kept().top_ids.shape == (*full.shape[:-1], 7)
+    top, p_top = lens.top1()
+    torch.testing.assert_close(p_top, full.max(-1).values.exp(), atol=ATOL, rtol=0)
+    assert (full.gather(-1, top[..., None])[..., 0] >= full.max(-1).values - ATOL).all()
+    assert lens.logprobs_cache is None
+
+
+def test_last_layer_is_the_model_and_kl_is_zero(tiny_model):
+    lens = interp.logit_lens(tiny_model, PROMPTS, target=" the", chunk_size=5, progress=False)
+    batch = interp.tokenize(tiny_model, PROMPTS)
+    with torch.no_grad():
+        own = tiny_model.original_model(batch.tokens, attention_mask=batch.attention_mask).logits.log_softmax(-1)
+    torch.testing.assert_close(lens.full_logprobs(layers=[-1])[0], own, atol=ATOL, rtol=0)
+    assert torch.equal(lens.kl_to_final(reduce=False)[-1], torch.zeros_like(own[..., 0]))  # final - final is 0
+    torch.testing.assert_close(lens.kept().top_logprobs[-1], own.topk(10).values, atol=ATOL, rtol=0)
+    target = interp.to_single_token(tiny_model, " the")
+    torch.testing.assert_close(lens.prob()[-1], own[..., target].exp(), atol=ATOL, rtol=0)
+
+
+def test_full_logprobs_slices_and_the_budget(tiny_gpt2):
+    full = interp.logit_lens(tiny_gpt2, PROMPTS, full=True, progress=False)
+    lens = interp.logit_lens(tiny_gpt2, PROMPTS, progress=False)
+    assert full.logprobs_cache is not None and lens.logprobs_cache is None
+    torch.testing.assert_close(full.logprobs, _hf_logprobs(tiny_gpt2, PROMPTS), atol=ATOL, rtol=0)
+    part = lens.full_logprobs(layers=[0, -1], columns=[-1, 2])
+    assert part.shape == (2, 2, 2, full.logprobs.shape[-1])
+    torch.testing.assert_close(part, full.logprobs[[0, -1]][:, :, [full.logprobs.shape[2] - 1, 2]], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"layer=3; the lens has 3 layers, valid indices are -3\.\.2"):
+        lens.full_logprobs(layers=[3])
+    with pytest.raises(ValueError, match="column=99"):
+        lens.full_logprobs(columns=[99])
+    small = interp.logit_lens(tiny_gpt2, PROMPTS, max_elements=1000, progress=False)
+    with pytest.raises(ValueError, match="memory budget"):
+        small.logprobs
+    assert small.logprobs_cache is None
+    torch.testing.assert_close(lens.logprobs, full.logprobs)  # under the budget: decoded on first read, then kept
+    assert lens.logprobs_cache is not None
+
+
+def test_other_targets_more_top_tokens_and_the_frame(tiny_llama):
+    lens = interp.logit_lens(tiny_llama, PROMPTS, target=" the", top_k=2, chunk_size=4, progress=False)
+    full = _hf_logprobs(tiny_llama, PROMPTS)
+    other = interp.to_single_token(tiny_llama, " of")
+    torch.testing.assert_close(lens.prob(" of"), full[..., other].exp(), atol=ATOL, rtol=0)
+    own = full[..., other : other + 1]
+    assert (((full > own + ATOL).sum(-1) <= lens.rank(" of")) & (lens.rank(" of") <= (full > own - ATOL).sum(-1))).all()
+    five = lens.top_tokens(5, pos=3, batch=1)  # more than the 2 kept: decoded for this one position
+    torch.testing.assert_close(torch.tensor([[p for _, p in layer] for layer in five]),
+                               full[:, 1, 3].topk(5).values.exp(), atol=ATOL, rtol=0)
+    two = lens.top_tokens(2, pos=3, batch=1)
+    assert [[t for t, _ in layer] for layer in two] == [[t for t, _ in layer[:2]] for layer in five]
+    frame = lens.to_frame(batch=1)
+    n_pos = lens.tokens.shape[1]
+    assert len(frame) == len(lens.layer_names) * n_pos
+    torch.testing.assert_close(torch.tensor(frame["kl_to_final"].to_numpy(), dtype=torch.float32).reshape(-1, n_pos),
+                               lens.kl_to_final(reduce=False)[:, 1])
+    torch.testing.assert_close(torch.tensor(frame["target_prob"].to_numpy(), dtype=torch.float32).reshape(-1, n_pos),
+                               full[:, 1, :, interp.to_single_token(tiny_llama, " the")].exp(), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="top_k=0"):
+        interp.logit_lens(tiny_llama, PROMPTS, top_k=0)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        interp.logit_lens(tiny_llama, PROMPTS, chunk_size=0)
+
+
+def test_tuned_lens_keeps_the_same_summaries(tiny_gpt2):
+    info = interp.model_info(tiny_gpt2)
+    tuned = TunedLens(info.n_layers, info.d_model, _identity(tiny_gpt2, info))
+    gen = torch.Generator().manual_seed(3)
+    tuned.weight = 0.05 * torch.randn(tuned.weight.shape, generator=gen)
+    tuned.bias = 0.05 * torch.randn(tuned.bias.shape, generator=gen)
+    lens = tuned.apply(tiny_gpt2, PROMPTS, target=" the", chunk_size=3, progress=False)
+    assert lens.lens == "tuned" and lens.logprobs_cache is None
+    full = _hf_logprobs(tiny_gpt2, PROMPTS, translate=(tuned.weight, tuned.bias))
+    _assert_summaries_match(lens, full, interp.to_single_token(tiny_gpt2, " the"))
+
+
+def test_scan_decodes_at_most_one_chunk_at_a_time():
+    resid = torch.randn(4, 3, 5, 6, generator=torch.Generator().manual_seed(0))
+    unembed = torch.randn(6, 11, generator=torch.Generator().manual_seed(1))
+    seen = []
+
+    def decode(h):
+        seen.append(h.shape[1])
+        return h @ unembed
+
+    kept = scan(resid, decode, 11, k=3, target=torch.tensor([0, 4, 10]), chunk_size=4)
+    assert max(seen) == 4 and sum(seen) == 4 * 15  # 15 rows, each decoded once per lens layer
+    full = (resid @ unembed).log_softmax(-1)
+    torch.testing.assert_close(kept.top_logprobs, full.topk(3).values)
+    torch.testing.assert_close(kept.kl, (full[-1].exp() * (full[-1] - full)).sum(-1))
+    ids = torch.tensor([0, 4, 10])[None, :, None, None].expand(4, 3, 5, 1)
+    assert torch.equal(kept.target_rank, (full > full.gather(-1, ids)).sum(-1))
+    assert row_chunk(50257) * 50257 <= 2**23 and row_chunk(10**9) == 1
+
+
+PROBE = """
+import re, sys, torch, interp
+def rss(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
+folder, mode, pos = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = interp.load(folder, device="cpu")
+tokens = torch.randint(1, 50257, (1, pos), generator=torch.Generator().manual_seed(0))
+base = rss("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+with torch.no_grad():
+    if mode == "forward":
+        model(tokens)
+    else:
+        lens = interp.logit_lens(model, tokens, progress=False)
+        lens.kl_to_final(), lens.top1()
+print(rss("VmHWM") - base)
+"""
+
+
+@pytest.mark.slow
+def test_gpt2_small_lens_at_1024_tokens_stays_near_the_forward(tmp_path):
+    """Fresh processes on a GPT-2-small-shaped model: lens peak RSS (over RSS after load) is a small multiple of
+    the forward's, and nowhere near the 2.7 GB the full log-probs would take."""
+    from interp.core.toy_models import ToyConfig, save_toy_checkpoint
+
+    folder = save_toy_checkpoint(tmp_path / "gpt2-small", ToyConfig(
+        arch="gpt2", n_layers=12, n_heads=12, d_model=768, d_mlp=3072, n_ctx=1024, vocab_size=50257))
+    peaks = {}
+    for mode in ("forward", "lens"):
+        out = subprocess.run([sys.executable, "-c", PROBE, str(folder), mode, "1024"], capture_output=True,
+                             text=True, check=True)
+        peaks[mode] = float(out.stdout.split()[-1])
+    print(f"peak RSS over RSS after load, MiB: {peaks}")
+    assert peaks["lens"] < 2000, peaks  # MiB; the full [13, 1, 1024, 50257] float32 tensor alone is 2556 MiB
+    assert peaks["lens"] <= 2 * peaks["forward"], peaks  # measured 1.1x (1435 vs 1309 MiB)
