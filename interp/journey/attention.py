@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Bool, Float
 
 from interp.core.capturing import Capture
-from interp.core.hooks import hook_name
+from interp.core.hooks import fired_hooks, hook_name
 from interp.core.locking import holds_model
 from interp.core.model_info import check_head, check_layer, model_info
 from interp.core.tokens import Prompts
@@ -39,9 +39,10 @@ def kv_head_of(model: Any, head: int) -> int:
 def attention_names(model: Any, layer: int) -> list[str]:
     """Hook names :func:`attention_head` needs for ``layer``."""
     rotary = model_info(model).positional == "rotary"
-    # Rotary bridges of partial-rotary families never fire rot_q/rot_k; q and k are then rotated here.
-    qk = ("q", "k", "rot_q", "rot_k") if rotary else ("q", "k")
-    return [hook_name(site, layer) for site in (*qk, "v", "pattern", "z")]
+    # The bridges of partial-rotary families never fire rot_q/rot_k; q and k are then rotated here.
+    rotated = [hook_name(site, layer) for site in ("rot_q", "rot_k")] if rotary else []
+    fired = fired_hooks(model)
+    return [hook_name(site, layer) for site in ("q", "k", "v", "pattern", "z")] + [n for n in rotated if n in fired]
 
 
 @dataclass
