@@ -72,6 +72,9 @@ def plan(model: Any, prompt: str) -> list[Call]:
     """
     import interp
     import probes
+    from interp import features
+    from interp.circuits import circuit_faithfulness, find_circuit, task_patching
+    from interp.core.hooks import hook_name
     from interp.rome.counterfact import score_targets
 
     last = len(interp.tokenize(model, prompt).tokens[0]) - 1  # the walkthrough follows the last token
@@ -92,6 +95,12 @@ def plan(model: Any, prompt: str) -> list[Call]:
         Call("fact_editor", score_targets, (pairs,)),
         Call("fact_editor", interp.generate, (fact_prompt,), dict(max_new_tokens=12, temperature=0.0, seed=0)),
         Call("probing", probes.fit, (probes.TASKS[0],), dict(site="resid_post")),
+        # The Circuits page: the IOI task, EAP-IG over 8 prompts; the Features page: its first site's store.
+        Call("circuits", task_patching, ("ioi", "resid_pre")),
+        Call("circuits", task_patching, ("ioi", "z"), dict(positions="all")),
+        Call("circuits", find_circuit, ("ioi", "eap-ig"), dict(n_prompts=8, progress=False)),
+        Call("circuits", circuit_faithfulness, ("ioi", "eap-ig"), dict(n_prompts=8)),
+        Call("features", features.world_store, (((features.shipped_sites(model) or [hook_name("resid_post", 0)])[0],),)),
         # One step beyond the defaults: the page's other lens, and the target its placeholder suggests.
         Call("logit_lens", interp.TunedLens.load_for),
         Call("logit_lens", interp.logit_lens, (prompt,), dict(target=" Paris")),

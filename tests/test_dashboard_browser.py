@@ -45,6 +45,8 @@ PAGES = {  # url path (st.navigation derives it from the file name; the default 
     "fact_editor": "fact_editor",
     "sampling": "sampling",
     "probing": "probing",
+    "features": "features",
+    "circuits": "circuits",
 }
 MODEL = "ref-gpt2"
 """The sidebar's default model, whose display name figure titles carry."""

@@ -72,7 +72,7 @@ def test_every_first_visit_call_is_warmed(tiny_gpt2_dir, monkeypatch):
         return real(func, key, *args, edit=edit, **kwargs)
 
     monkeypatch.setattr(app_shell, "cached", spy)
-    for page in PAGES:
+    for page in [*PAGES, "features", "circuits"]:
         _app(tiny_gpt2_dir, page=page)
     planned = {(app_shell.cache_name(c.func), app_shell._freeze(c.args), app_shell._freeze(c.kwargs))
                for c in warm.plan(_shared_model(tiny_gpt2_dir), app_shell.DEFAULT_PROMPT)}

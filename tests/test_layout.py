@@ -33,7 +33,8 @@ INTERP_ALL = [
     "tokenize",
 ]
 REFERENCE_ALL = ["load_world", "names", "path"]
-CIRCUITS_ALL = ["METHODS", "TASKS", "Circuit", "CircuitTask", "EdgeGraph", "Faithfulness", "find_circuit", "make_task",
+CIRCUITS_ALL = ["METHODS", "TASKS", "Circuit", "CircuitTask", "EdgeGraph", "Faithfulness", "circuit_faithfulness",
+                "find_circuit", "make_task",
                 "pairs_task", "task_patching"]
 INTERP_CIRCUITS = ["Circuit", "find_circuit"]
 PATCHING_ALL = [

@@ -3,7 +3,7 @@
 import app_shell
 import streamlit as st
 
-from interp.circuits import TASKS, find_circuit, task_patching
+from interp.circuits import TASKS, circuit_faithfulness, find_circuit, task_patching
 
 OWN = "your prompts"
 DEFAULT_CLEAN = "When Sam and Tom went to the park, Tom gave a letter to"
@@ -53,12 +53,8 @@ def render() -> None:
         st.dataframe(circuit.to_frame(), hide_index=True)
 
     st.subheader("Faithfulness")
-    memo = st.session_state.setdefault("circ_faith", {})
-    memo_key = (ctx.key, task, method, n_prompts)
-    if memo_key not in memo:
-        with st.spinner("Running the circuit alone at several sizes…"), app_shell.holding(ctx):
-            memo[memo_key] = circuit.faithfulness()
-    curve = memo[memo_key]
+    with st.spinner("Running the circuit alone at several sizes…"):
+        curve = app_shell.cached(circuit_faithfulness, ctx.key, task, method, n_prompts=n_prompts)
     st.plotly_chart(curve.figure(), key="circ_faith_curve")
     st.dataframe(curve.to_frame(), hide_index=True)
 

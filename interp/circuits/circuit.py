@@ -216,3 +216,22 @@ def find_circuit(
     else:
         scores = eap_scores(model, graph, task, steps=steps if method == "eap-ig" else None, progress=progress)
     return Circuit(graph, task, method, scores.cpu(), graph.valid.clone(), model)
+
+
+@holds_model
+def circuit_faithfulness(
+    model: Any,
+    task: str | CircuitTask | tuple[str | Sequence[str], str | Sequence[str]],
+    method: str = "eap-ig",
+    *,
+    n_prompts: int = 32,
+    seed: int = 0,
+    counts: Sequence[int] | None = None,
+) -> Faithfulness:
+    """``find_circuit(model, task, method, ...).faithfulness(counts)`` in one call on the model.
+
+    For callers that keep results by their arguments (the dashboard's caches): the curve is computed on the model
+    given here, holding its lock, rather than on the model a cached :class:`Circuit` remembers.
+    """
+    circuit = find_circuit(model, task, method, n_prompts=n_prompts, seed=seed, progress=False)
+    return circuit.faithfulness(counts)
