@@ -99,13 +99,16 @@ def scan(
             part = slice(start, start + step)
             final = _logprobs(decode, flat[-1, part])
             p_final = final.exp() if kl else None
+            # KL(final || layer) = sum p_f log p_f - sum p_f log p_layer: the first term once per slice, the second a
+            # fused dot product per layer (no [rows vocab] temporary).
+            neg_entropy = torch.linalg.vecdot(p_final, final) if kl else None
             for layer in range(n_layers):
                 lp = final if layer == n_layers - 1 else _logprobs(decode, flat[layer, part])
                 if k:
                     best = lp.topk(k, dim=-1)
                     top_lp[layer, part], top_id[layer, part] = best.values, best.indices
                 if kl_out is not None:
-                    kl_out[layer, part] = (final - lp).mul_(p_final).sum(-1)
+                    kl_out[layer, part] = neg_entropy - torch.linalg.vecdot(p_final, lp)
                 if t_lp is not None:
                     own = lp.gather(-1, row_target[part])
                     t_lp[layer, part], t_rank[layer, part] = own[:, 0], (lp > own).sum(-1, dtype=torch.int32)
