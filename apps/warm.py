@@ -78,6 +78,7 @@ def plan(model: Any, prompt: str) -> list[Call]:
     from interp.rome.counterfact import score_targets
 
     last = len(interp.tokenize(model, prompt).tokens[0]) - 1  # the walkthrough follows the last token
+    features_site = (features.shipped_sites(model) or [hook_name("resid_post", 0)])[0]  # the Features page's first
     fact_prompt = prompt[:500]
     pairs = [(fact_prompt, " Rome"), ("The Eiffel Tower is in the city of", " Rome"),
              ("The Louvre is located in the city of", " Paris")]
@@ -100,7 +101,7 @@ def plan(model: Any, prompt: str) -> list[Call]:
         Call("circuits", task_patching, ("ioi", "z"), dict(positions="all")),
         Call("circuits", find_circuit, ("ioi", "eap-ig"), dict(n_prompts=8, progress=False)),
         Call("circuits", circuit_faithfulness, ("ioi", "eap-ig"), dict(n_prompts=8)),
-        Call("features", features.world_store, (((features.shipped_sites(model) or [hook_name("resid_post", 0)])[0],),)),
+        Call("features", features.world_store, ((features_site,),)),
         # One step beyond the defaults: the page's other lens, and the target its placeholder suggests.
         Call("logit_lens", interp.TunedLens.load_for),
         Call("logit_lens", interp.logit_lens, (prompt,), dict(target=" Paris")),

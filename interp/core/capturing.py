@@ -184,7 +184,8 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
         elif name in hooks or derived_sites.lookup(model, name) is not None:
             resolved[name] = None
         else:
-            hint = "; 'sae:<hook>' needs `import interp.features` and an SAE of that hook" if name.startswith("sae:") else ""
+            hint = ("; 'sae:<hook>' needs `import interp.features` and an SAE of that hook"
+                    if name.startswith("sae:") else "")
             raise ValueError(
                 f"names={name!r} is neither an alias ({', '.join(['all', *ALIASES])}) "
                 f"nor a hook name of this model (see model.hook_dict){hint}"

@@ -47,8 +47,8 @@ def projection(model: Any, layer: int) -> torch.nn.Module:
     if layer in moe_layers(model):
         info = model_info(model)
         raise NotImplementedError(
-            f"ROME cannot edit block {layer} of {info.name} (architecture {info.arch}): its feed-forward is a routed "
-            "mixture of experts with no single MLP output projection; an edit would need each expert's key "
+            f"ROME cannot edit block {layer} of {info.display_name} (architecture {info.arch}): its feed-forward is a "
+            "routed mixture of experts with no single MLP output projection; an edit would need each expert's key "
             "statistics and the router's weight at the subject, which interp does not compute"
         )
     module = _projection_module(model, layer)
