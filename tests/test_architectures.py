@@ -44,16 +44,6 @@ MOE = {"mixtral", "qwen2_moe", "qwen3_moe"}
 PAGES = ["walkthrough", "activations", "attention", "heads", "logit_lens", "fact_editor", "sampling", "probing"]
 APPS = Path(__file__).resolve().parents[1] / "apps"
 
-KNOWN: dict[tuple[str, str], str] = {}
-"""Cells known to fail, ``(family, analysis) -> why``, run as non-strict xfail so the table keeps recording them."""
-
-
-def cells(analysis: str) -> list:
-    """The families as parameters of ``analysis``'s test, known failures marked xfail."""
-    return [pytest.param(f, marks=pytest.mark.xfail(reason=KNOWN[f, analysis], strict=False))
-            if (f, analysis) in KNOWN else f for f in FAMILIES]
-
-
 class Zoo:
     """Each family's checkpoint and loaded model, built on first use and kept for the session."""
 
@@ -158,7 +148,7 @@ def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> float:
     return err
 
 
-@pytest.mark.parametrize("family", cells("load"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_load(family, zoo, matrix):
     with cell(matrix, family, "load"):
         model = zoo.model(family)
@@ -170,7 +160,7 @@ def test_load(family, zoo, matrix):
         assert info.n_kv_heads == n_kv
 
 
-@pytest.mark.parametrize("family", cells("logits_vs_hf"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_logits_equal_hugging_face(family, zoo, matrix):
     from transformers import AutoModelForCausalLM
 
@@ -185,7 +175,7 @@ def test_logits_equal_hugging_face(family, zoo, matrix):
         close(ours[real], theirs[real], atol=1e-4)
 
 
-@pytest.mark.parametrize("family", cells("capture_all"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_capture_every_alias(family, zoo, matrix):
     with cell(matrix, family, "capture_all"):
         model = zoo.model(family)
@@ -214,7 +204,7 @@ def test_capture_every_alias(family, zoo, matrix):
         close(cap.logits, model(cap.tokens), atol=1e-5)
 
 
-@pytest.mark.parametrize("family", cells("head_census"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_head_census(family, zoo, matrix):
     with cell(matrix, family, "head_census"):
         model = zoo.model(family)
@@ -227,7 +217,7 @@ def test_head_census(family, zoo, matrix):
         close(census.score("bos"), patterns[:, :, q, 0].mean(-1), atol=1e-5)
 
 
-@pytest.mark.parametrize("family", cells("induction"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_induction_heads(family, zoo, matrix):
     with cell(matrix, family, "induction"):
         model = zoo.model(family)
@@ -241,7 +231,7 @@ def test_induction_heads(family, zoo, matrix):
         close(report.induction, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", cells("logit_lens"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_logit_lens_last_layer_is_the_output(family, zoo, matrix):
     with cell(matrix, family, "logit_lens"):
         model = zoo.model(family)
@@ -250,7 +240,7 @@ def test_logit_lens_last_layer_is_the_output(family, zoo, matrix):
         close(lens.full_logprobs(layers=[-1])[0], logits.float().log_softmax(-1), atol=1e-4)
 
 
-@pytest.mark.parametrize("family", cells("tuned_lens"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_tuned_lens(family, zoo, matrix):
     with cell(matrix, family, "tuned_lens"):
         model = zoo.model(family)
@@ -264,7 +254,7 @@ def test_tuned_lens(family, zoo, matrix):
         close(tuned[-1], logits.float().log_softmax(-1), atol=1e-4)
 
 
-@pytest.mark.parametrize("family", cells("causal_trace"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_causal_trace(family, zoo, matrix):
     with cell(matrix, family, "causal_trace"):
         model = zoo.model(family)
@@ -275,7 +265,7 @@ def test_causal_trace(family, zoo, matrix):
         assert trace.clean == pytest.approx(clean.item(), abs=1e-6)
 
 
-@pytest.mark.parametrize("family", cells("rome"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_rome_edit_and_undo(family, zoo, matrix):
     with cell(matrix, family, "rome") as c:
         model = zoo.model(family)
@@ -300,7 +290,7 @@ def test_rome_edit_and_undo(family, zoo, matrix):
             assert torch.equal(p, before[n]), f"{n} differs after undo"
 
 
-@pytest.mark.parametrize("family", cells("generation_kv_cache"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_generation_cache_equals_no_cache(family, zoo, matrix):
     with cell(matrix, family, "generation_kv_cache"):
         model = zoo.model(family)
@@ -310,7 +300,7 @@ def test_generation_cache_equals_no_cache(family, zoo, matrix):
         close(torch.tensor(cached.token_probs), torch.tensor(fresh.token_probs), atol=1e-4)
 
 
-@pytest.mark.parametrize("family", cells("speculative"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_speculative_decoding(family, zoo, matrix):
     with cell(matrix, family, "speculative"):
         model = zoo.model(family)
@@ -320,7 +310,7 @@ def test_speculative_decoding(family, zoo, matrix):
         assert [r.accepted for r in spec.rounds] == [len(r.drafted) for r in spec.rounds]
 
 
-@pytest.mark.parametrize("family", cells("journey"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_journey_all_nine_stages(family, zoo, matrix):
     with cell(matrix, family, "journey"):
         model = zoo.model(family)
@@ -340,7 +330,7 @@ def test_journey_all_nine_stages(family, zoo, matrix):
         assert journey.ffn is not None and journey.architecture is not None
 
 
-@pytest.mark.parametrize("family", cells("probes"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_probe_accuracy_matches_its_weights(family, zoo, matrix):
     with cell(matrix, family, "probes"):
         model = zoo.model(family)
@@ -357,7 +347,7 @@ def test_probe_accuracy_matches_its_weights(family, zoo, matrix):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", cells("dashboard"))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_every_dashboard_page(family, zoo, matrix, tmp_path_factory, monkeypatch):
     from streamlit.testing.v1 import AppTest
 

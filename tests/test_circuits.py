@@ -226,7 +226,7 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     ("ref-gpt2", "induction"), ("ref-gpt2", "ioi"), ("ref-llama", "ioi"),
     pytest.param("ref-llama", "induction", marks=pytest.mark.xfail(
         reason="measured: the top 5% of EAP-IG edges (65 of 1300) recover 20% of the loss gap; 20% of edges "
-               "recover 93% (docs/circuits.md)", strict=False)),
+               "recover 93% (docs/circuits.md)", strict=True)),
 ])
 def test_top_five_percent_of_edges_recovers_the_metric(name, task):
     circuit = find_circuit(interp.load(name, device="cpu"), task, "eap-ig", progress=False)
