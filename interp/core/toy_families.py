@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from interp.core.toy_models import toy_tokenizer
+from interp.core.files import check_can_write
+from interp.core.toy_models import save_checkpoint, toy_tokenizer
 
 _VOCAB = 300
 _N_CTX = 64
@@ -106,19 +107,25 @@ def family_config(family: str) -> Any:
     return getattr(transformers, class_name)(**{**_COMMON, **kwargs})
 
 
-def save_family(family: str, folder: str | Path, *, seed: int = 0) -> Path:
+def save_family(family: str, folder: str | Path, *, seed: int = 0, overwrite: bool = False) -> Path:
     """Save a seeded random-weight model of ``family`` and the toy tokenizer to ``folder``.
+
+    The files are written to a temporary folder and renamed into place when complete
+    (:func:`interp.core.toy_models.save_checkpoint`).
 
     Args:
         family: One of :data:`FAMILIES`.
-        folder: Directory to write ``config.json``, ``model.safetensors`` and tokenizer files to.
+        folder: Directory to write ``config.json``, ``model.safetensors`` and tokenizer files to; it must
+            not exist or be empty unless ``overwrite``.
         seed: Seed of the weight initialisation.
+        overwrite: Replace an existing checkpoint in ``folder``.
 
     Returns:
         ``folder`` as a ``Path``, loadable with :func:`interp.load`.
 
     Raises:
         ValueError: ``family`` is not one of :data:`FAMILIES`.
+        FileExistsError: ``folder`` is a file or a non-empty folder and ``overwrite`` is False.
 
     Examples:
         >>> import tempfile, interp
@@ -129,9 +136,7 @@ def save_family(family: str, folder: str | Path, *, seed: int = 0) -> Path:
     from transformers import AutoModelForCausalLM
 
     config = family_config(family)
-    folder = Path(folder)
+    check_can_write(folder, overwrite)  # before building the model
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).eval()
-    model.save_pretrained(folder)
-    toy_tokenizer(_VOCAB).save_pretrained(folder)
-    return folder
+    return save_checkpoint(folder, model, toy_tokenizer(_VOCAB), overwrite=overwrite)

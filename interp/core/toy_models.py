@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from interp.core.files import atomic_dir, check_can_write
+
 BOS = "<|endoftext|>"
 """The tokenizer's one special token: BOS, EOS, PAD and UNK at id 0."""
 
@@ -106,11 +108,45 @@ def toy_model(config: ToyConfig) -> torch.nn.Module:
     raise ValueError(f"arch={config.arch!r}; valid architectures are 'gpt2' and 'llama'")
 
 
-def save_toy_checkpoint(folder: str | Path, config: ToyConfig = ToyConfig()) -> Path:
-    """Save a toy model and its tokenizer to ``folder`` in Hugging Face layout.
+def save_checkpoint(folder: str | Path, model: Any, tokenizer: Any, *, overwrite: bool = False) -> Path:
+    """Save ``model`` and ``tokenizer`` (``save_pretrained``) to ``folder``, all or nothing.
+
+    Both are written to a temporary folder beside ``folder`` and renamed into place once complete, so an
+    interrupted save leaves no half-written checkpoint (:func:`interp.core.files.atomic_dir`).
+
+    Args:
+        folder: The checkpoint folder; it must not exist or be empty unless ``overwrite``.
+        model: A Hugging Face model.
+        tokenizer: Its tokenizer.
+        overwrite: Replace an existing checkpoint in ``folder``.
+
+    Returns:
+        ``folder`` as a ``Path``.
+
+    Raises:
+        FileExistsError: ``folder`` is a file or a non-empty folder and ``overwrite`` is False.
+    """
+    folder = Path(folder)
+    check_can_write(folder, overwrite)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return folder
+
+
+def save_toy_checkpoint(folder: str | Path, config: ToyConfig = ToyConfig(), *, overwrite: bool = False) -> Path:
+    """Save a toy model and its tokenizer to ``folder`` in Hugging Face layout (see :func:`save_checkpoint`).
+
+    Args:
+        folder: The checkpoint folder; it must not exist or be empty unless ``overwrite``.
+        config: The toy model's sizes.
+        overwrite: Replace an existing checkpoint in ``folder``.
 
     Returns:
         ``folder`` as a ``Path``, loadable with :func:`interp.load`.
+
+    Raises:
+        FileExistsError: ``folder`` is a file or a non-empty folder and ``overwrite`` is False.
 
     Examples:
         >>> import tempfile, interp
@@ -118,11 +154,8 @@ def save_toy_checkpoint(folder: str | Path, config: ToyConfig = ToyConfig()) -> 
         ...     interp.model_info(interp.load(save_toy_checkpoint(folder), device="cpu")).n_layers
         2
     """
-    folder = Path(folder)
-    tokenizer = toy_tokenizer(min(config.vocab_size, 300))
-    toy_model(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    check_can_write(folder, overwrite)  # before building the model
+    return save_checkpoint(folder, toy_model(config), toy_tokenizer(min(config.vocab_size, 300)), overwrite=overwrite)
 
 
 _FOLDERS: list[tempfile.TemporaryDirectory] = []
