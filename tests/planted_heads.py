@@ -28,8 +28,15 @@ def tokenizer():
                                    pad_token="<|endoftext|>", unk_token="<|endoftext|>")
 
 
-def build(folder: Path, prev_head: int, induction_head: int, copy_sign: float = 1.0) -> Path:
-    """Save the planted model to ``folder``; ``copy_sign=-1`` makes the induction head anti-copy."""
+def build(folder: Path, prev_head: int, induction_head: int, copy_sign: float = 1.0, *, sharpness: float = 1.0) -> Path:
+    """Save the planted model to ``folder``; ``copy_sign=-1`` makes the induction head anti-copy.
+
+    ``sharpness`` scales both heads' query weights, hence their attention scores. At 1 the scores are ~16 after
+    the LayerNorm and the softmax is saturated: the attention pattern is exactly one-hot to float precision, so
+    the gradient through it is ~0 (what defeats plain attribution patching). At 0.15 the heads' strongest key gets
+    about half of their attention, as in trained heads, and gradients flow. ``copy_sign`` also scales the induction
+    head's write (0.3 keeps the output softmax from saturating).
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(vocab_size=VOCAB, n_positions=N_CTX, n_embd=D_MODEL, n_layer=2, n_head=N_HEADS,
@@ -50,7 +57,7 @@ def build(folder: Path, prev_head: int, induction_head: int, copy_sign: float = 
     # Layer 0, previous-token head: the query of position p matches the key of position p - 1.
     w, o, h = sd["transformer.h.0.attn.c_attn.weight"], sd["transformer.h.0.attn.c_proj.weight"], prev_head * D_HEAD
     for p in range(N_CTX):
-        w[POS + p, q + h + p] = 1.0
+        w[POS + p, q + h + p] = sharpness
         if p + 1 < D_HEAD:
             w[POS + p, k + h + p + 1] = 1.0
     for t in range(VOCAB):
@@ -59,7 +66,7 @@ def build(folder: Path, prev_head: int, induction_head: int, copy_sign: float = 
     # Layer 1, induction head: the query's token matches a key whose previous token it is.
     w, o, h = sd["transformer.h.1.attn.c_attn.weight"], sd["transformer.h.1.attn.c_proj.weight"], induction_head * D_HEAD
     for t in range(VOCAB):
-        w[TOK + t, q + h + t] = 2.0
+        w[TOK + t, q + h + t] = 2.0 * sharpness
         w[PREV + t, k + h + t] = 1.0
         w[TOK + t, v + h + t] = 1.0
         o[h + t, TOK + t] = copy_sign  # raise (or lower) the logit of the attended token
