@@ -3,6 +3,8 @@ max-activating examples against brute-force scans."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -200,6 +202,32 @@ def test_direction_top_examples_equal_a_brute_force_scan(store):
         rest = np.delete(scores, ex.positions)
         assert ex.activations.min() >= rest.max() - 1e-5  # nothing left out scores higher
         assert set(ex.positions) == set(np.argsort(-scores)[:25]) or np.sort(scores)[-26] > scores.max() - 1e-4
+
+
+@pytest.mark.parametrize(("dtype", "n"), [("float16", 1003), ("float32", 1003), ("float16", 5)])
+def test_direction_scan_in_blocks_on_two_threads_equals_a_float64_scan(tmp_path, monkeypatch, dtype, n):
+    from interp.store import examples
+
+    rng = np.random.default_rng(n)
+    written = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=dtype, shape=(n, 24))
+    written[:] = rng.standard_normal((n, 24)) * 3
+    written.flush()
+    acts = np.load(tmp_path / "a.npy", mmap_mode="r")
+    vector = rng.standard_normal(24).astype(np.float32)
+    # Blocks of 7 rows, two threads at 1003 rows (497 + 506: the second ends in a short block); 5 rows: one block
+    monkeypatch.setattr(examples, "SCAN_BYTES", 4 * 24 * 7)
+    monkeypatch.setattr(examples, "MIN_BLOCKS_PER_THREAD", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = examples.direction_scan(acts, vector)
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(torch.get_num_threads).result()  # a thread starting torch work now
+        assert torch.get_num_threads() == 2 and later == 2  # the scan's single-threaded kernels do not leak out
+    finally:
+        torch.set_num_threads(before)
+    assert got.dtype == np.float32 and got.shape == (n,)
+    np.testing.assert_allclose(got, np.asarray(acts, dtype=np.float64) @ vector.astype(np.float64), atol=1e-5, rtol=1e-5)
 
 
 def test_logit_effect_is_the_write_direction_through_the_unembedding(tiny_gpt2, store):

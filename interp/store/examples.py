@@ -4,7 +4,7 @@ A unit's activation at token ``i`` is ``activations[i, unit]`` for a neuron inde
 ``activations[i] @ vector`` for a vector (not normalised; float32 accumulation). Every query scans all
 ``n_tokens`` rows, so the answer is exact, not sampled: the top ``k`` positions by activation, ties broken by
 the earlier position. A neuron reads one column of the memory-mapped array; a direction streams the array once
-in cache-sized blocks.
+in cache-sized blocks (:func:`direction_scan`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ Unit = int | np.ndarray | torch.Tensor | list[float]
 """A neuron index, or a vector of the site's width."""
 
 
+SCAN_BYTES = 1 << 19
+"""float32 scratch per scanning thread (512 KB): with its float16 source it stays in a core's L2 cache, and a
+product of at most 131072 values runs on the calling thread in numpy's BLAS (larger ones may start its threads)."""
+MIN_BLOCKS_PER_THREAD = 64
+"""A second thread joins a direction scan only when each gets at least this many blocks."""
+
+
 def unit_activations(store: Any, site: str, unit: Unit) -> Float[np.ndarray, " n_tokens"]:
     """float32 activation of ``unit`` at every stored token of ``site``.
 
@@ -32,29 +39,55 @@ def unit_activations(store: Any, site: str, unit: Unit) -> Float[np.ndarray, " n
     index, vector = check_unit(unit, acts.shape[1], site)
     if index is not None:
         return np.asarray(acts[:, index], dtype=np.float32)
-    out = np.empty(len(acts), dtype=np.float32)
-    # Conversion to float32 in pieces under torch's parallel grain (32768 elements), so each runs on the calling
-    # thread, then numpy's matrix-vector product per block of a few pieces; one Python thread per core scans
-    # its own stretch (both release the GIL). On a loaded machine a multi-threaded kernel per block spends far
-    # longer waiting for its threads than working (docs/store.md, Speed).
-    piece = max(1, 32768 // acts.shape[1])
-    rows = 4 * piece
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch warns that the memory map is read-only; it is only read
-        whole = torch.from_numpy(acts)
+    return direction_scan(acts, vector)
+
+
+def direction_scan(acts: Float[np.ndarray, "n_tokens d"], vector: Float[np.ndarray, " d"]
+                   ) -> Float[np.ndarray, " n_tokens"]:
+    """``acts @ vector`` in float32, reading ``acts`` (memory-mapped, float16 or float32) once.
+
+    Each thread converts one block of rows at a time into a float32 scratch buffer that stays in its L2 cache and
+    takes a matrix-vector product of it straight into the output, so memory is read once and never written back.
+    The threads' kernels run single-threaded (a multi-threaded kernel per block waits far longer for its threads
+    than it works on a loaded machine): ``torch.set_num_threads(1)`` holds for each scanning thread, and the
+    caller's count is restored afterwards (torch keeps one count per thread, and a process-wide default that only
+    threads starting torch work in the meantime would read).
+    """
+    n, d = acts.shape
+    out = np.empty(n, dtype=np.float32)
+    rows = max(1, SCAN_BYTES // (4 * d))
+    if acts.dtype == np.float32:
+        def product(lo: int, hi: int) -> None:  # BLAS reads the mapped rows directly
+            for start in range(lo, hi, rows):
+                np.dot(acts[start:min(start + rows, hi)], vector, out=out[start:min(start + rows, hi)])
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch warns that the map is read-only; it is only read
+            whole = torch.from_numpy(acts)
+
+        def product(lo: int, hi: int) -> None:
+            block = torch.empty(rows, d)  # float32 scratch, so the map itself is never written
+            scratch = block.numpy()
+            full = lo + (hi - lo) // rows * rows
+            for i, part in enumerate(whole[lo:full].split(rows) if full > lo else ()):  # views made in one call
+                block.copy_(part)
+                np.dot(scratch, vector, out=out[lo + i * rows:lo + (i + 1) * rows])
+            if full < hi:
+                block[:hi - full].copy_(whole[full:hi])
+                np.dot(scratch[:hi - full], vector, out=out[full:hi])
 
     def scan(lo: int, hi: int) -> None:
-        block = torch.empty(rows, acts.shape[1])  # float32 scratch: the map itself is never written
-        for start in range(lo, hi, rows):
-            m = min(rows, hi - start)
-            for a in range(0, m, piece):
-                block[a:min(a + piece, m)].copy_(whole[start + a:start + min(a + piece, m)])
-            np.dot(block.numpy()[:m], vector, out=out[start:start + m])
+        torch.set_num_threads(1)
+        product(lo, hi)
 
-    n_threads = max(1, min(torch.get_num_threads(), len(acts) // (64 * rows)))
-    cuts = [len(acts) * i // n_threads // rows * rows for i in range(n_threads)] + [len(acts)]
-    with ThreadPoolExecutor(n_threads) as pool:
-        list(pool.map(scan, cuts[:-1], cuts[1:]))
+    caller = torch.get_num_threads()
+    n_threads = max(1, min(caller, n // (MIN_BLOCKS_PER_THREAD * rows)))
+    cuts = [n * i // n_threads // rows * rows for i in range(n_threads)] + [n]
+    try:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(scan, cuts[:-1], cuts[1:]))
+    finally:
+        torch.set_num_threads(caller)
     return out
 
 
