@@ -214,7 +214,9 @@ def test_direction_scan_in_blocks_on_two_threads_equals_a_float64_scan(tmp_path,
     written.flush()
     acts = np.load(tmp_path / "a.npy", mmap_mode="r")
     vector = rng.standard_normal(24).astype(np.float32)
-    # Blocks of 7 rows, two threads at 1003 rows (497 + 506: the second ends in a short block); 5 rows: one block
+    # Blocks of 6 rows converted 3 at a time, two threads at 1003 rows (498 + 505: the second ends in a short
+    # block of one short piece); 5 rows: one block
+    monkeypatch.setattr(examples, "TORCH_GRAIN", 24 * 3)
     monkeypatch.setattr(examples, "SCAN_BYTES", 4 * 24 * 7)
     monkeypatch.setattr(examples, "MIN_BLOCKS_PER_THREAD", 1)
     before = torch.get_num_threads()
@@ -223,7 +225,7 @@ def test_direction_scan_in_blocks_on_two_threads_equals_a_float64_scan(tmp_path,
         got = examples.direction_scan(acts, vector)
         with ThreadPoolExecutor(1) as pool:
             later = pool.submit(torch.get_num_threads).result()  # a thread starting torch work now
-        assert torch.get_num_threads() == 2 and later == 2  # the scan's single-threaded kernels do not leak out
+        assert torch.get_num_threads() == 2 and later == 2  # the scan leaves torch's thread settings alone
     finally:
         torch.set_num_threads(before)
     assert got.dtype == np.float32 and got.shape == (n,)

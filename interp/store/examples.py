@@ -25,6 +25,8 @@ Unit = int | np.ndarray | torch.Tensor | list[float]
 SCAN_BYTES = 1 << 19
 """float32 scratch per scanning thread (512 KB): with its float16 source it stays in a core's L2 cache, and a
 product of at most 131072 values runs on the calling thread in numpy's BLAS (larger ones may start its threads)."""
+TORCH_GRAIN = 32768
+"""torch splits an element-wise kernel over its threads above this many elements (``at::internal::GRAIN_SIZE``)."""
 MIN_BLOCKS_PER_THREAD = 64
 """A second thread joins a direction scan only when each gets at least this many blocks."""
 
@@ -48,14 +50,15 @@ def direction_scan(acts: Float[np.ndarray, "n_tokens d"], vector: Float[np.ndarr
 
     Each thread converts one block of rows at a time into a float32 scratch buffer that stays in its L2 cache and
     takes a matrix-vector product of it straight into the output, so memory is read once and never written back.
-    The threads' kernels run single-threaded (a multi-threaded kernel per block waits far longer for its threads
-    than it works on a loaded machine): ``torch.set_num_threads(1)`` holds for each scanning thread, and the
-    caller's count is restored afterwards (torch keeps one count per thread, and a process-wide default that only
-    threads starting torch work in the meantime would read).
+    Every kernel runs on its calling thread: conversions go in pieces under torch's parallel grain and products
+    under numpy's BLAS threshold (a multi-threaded kernel per block waits far longer for its threads than it works
+    on a loaded machine). Torch's thread settings are never touched, since they are process state that requests
+    sharing the process would see.
     """
     n, d = acts.shape
     out = np.empty(n, dtype=np.float32)
-    rows = max(1, SCAN_BYTES // (4 * d))
+    piece = max(1, TORCH_GRAIN // d)
+    rows = piece * max(1, SCAN_BYTES // (4 * d) // piece)
     if acts.dtype == np.float32:
         def product(lo: int, hi: int) -> None:  # BLAS reads the mapped rows directly
             for start in range(lo, hi, rows):
@@ -68,26 +71,21 @@ def direction_scan(acts: Float[np.ndarray, "n_tokens d"], vector: Float[np.ndarr
         def product(lo: int, hi: int) -> None:
             block = torch.empty(rows, d)  # float32 scratch, so the map itself is never written
             scratch = block.numpy()
-            full = lo + (hi - lo) // rows * rows
-            for i, part in enumerate(whole[lo:full].split(rows) if full > lo else ()):  # views made in one call
-                block.copy_(part)
-                np.dot(scratch, vector, out=out[lo + i * rows:lo + (i + 1) * rows])
-            if full < hi:
-                block[:hi - full].copy_(whole[full:hi])
-                np.dot(scratch[:hi - full], vector, out=out[full:hi])
+            per_block = rows // piece
+            parts = whole[lo:hi].split(piece)  # views made in one call
+            start = lo
+            for i, part in enumerate(parts):
+                j = i % per_block
+                block[j * piece:j * piece + len(part)].copy_(part)
+                if j == per_block - 1 or i == len(parts) - 1:
+                    m = j * piece + len(part)
+                    np.dot(scratch[:m], vector, out=out[start:start + m])
+                    start += m
 
-    def scan(lo: int, hi: int) -> None:
-        torch.set_num_threads(1)
-        product(lo, hi)
-
-    caller = torch.get_num_threads()
-    n_threads = max(1, min(caller, n // (MIN_BLOCKS_PER_THREAD * rows)))
+    n_threads = max(1, min(torch.get_num_threads(), n // (MIN_BLOCKS_PER_THREAD * rows)))
     cuts = [n * i // n_threads // rows * rows for i in range(n_threads)] + [n]
-    try:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(scan, cuts[:-1], cuts[1:]))
-    finally:
-        torch.set_num_threads(caller)
+    with ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(product, cuts[:-1], cuts[1:]))
     return out
 
 
