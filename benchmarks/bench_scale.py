@@ -113,8 +113,11 @@ def _settle() -> int:
 
 def _interleaved(functions: dict[str, Any], repeats: int, sync: Any) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
+    order = list(functions.items())
+    for r in range(repeats):
+        # The order rotates each repetition: whichever call follows another pays for different page faults and
+        # cache state, and a fixed order would bias the same comparison every time.
+        for name, fn in order[r % len(order):] + order[:r % len(order)]:
             sync()
             start = time.perf_counter()
             fn()

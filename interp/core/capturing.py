@@ -1,8 +1,8 @@
 """The one capture path: run a model on prompts once and keep the activations that were asked for.
 
 Every analysis goes through :func:`capture`. It tokenizes (right padding, see
-:mod:`interp.tokens`), runs the ``TransformerBridge`` under ``torch.no_grad()`` with a names
-filter so only the requested hooks are stored, and returns a :class:`Capture` whose accessors
+:mod:`interp.tokens`), runs the ``TransformerBridge`` under ``torch.no_grad()`` with one hook on
+each requested hook point (:mod:`interp.core.streaming`), and returns a :class:`Capture` whose accessors
 validate layer/head indices and say which name to pass when something was not captured.
 
 Head conventions (checked against HF in the tests):
@@ -95,31 +95,13 @@ def capture(
     """
     info = model_info(model)
     wanted_in_order, finish = derived_sites.split(model, resolve_names(model, names))  # "sae:<hook>"...
-    wanted = frozenset(wanted_in_order)
     batch = tokenize(model, prompts, prepend_bos=prepend_bos)
-    if device is not None or dtype is not None or on_layer is not None or save_to is not None or progress:
-        logits, kept = run_streaming(model, batch, list(wanted_in_order), info, device=device, dtype=dtype,
-                                     on_layer=on_layer, save_to=save_to, overwrite=overwrite, progress=progress)
-        return Capture(tokens=batch.tokens, attention_mask=batch.attention_mask, logits=logits,
-                       activations=finish(kept), info=info, tokenizer=model.tokenizer)
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(
-            batch.tokens,
-            attention_mask=batch.attention_mask,
-            # A predicate, not a list: given a list, the bridge also caches each name's
-            # canonical twin (blocks.0.hook_in for blocks.0.hook_resid_pre), running every
-            # hook twice.
-            names_filter=wanted.__contains__,
-            return_cache_object=False,
-        )
-    return Capture(
-        tokens=batch.tokens,
-        attention_mask=batch.attention_mask,
-        logits=logits,
-        activations=finish(dict(cache)),
-        info=info,
-        tokenizer=model.tokenizer,
-    )
+    # One hook per name on its hook point, not run_with_cache: that rebuilds the hook and alias maps, and given
+    # a list also caches each name's canonical twin (blocks.0.hook_in for blocks.0.hook_resid_pre), twice the hooks.
+    logits, kept = run_streaming(model, batch, wanted_in_order, info, device=device, dtype=dtype,
+                                 on_layer=on_layer, save_to=save_to, overwrite=overwrite, progress=progress)
+    return Capture(tokens=batch.tokens, attention_mask=batch.attention_mask, logits=logits,
+                   activations=finish(kept), info=info, tokenizer=model.tokenizer)
 
 
 def load_capture(folder: str | os.PathLike[str], model: Any = None, names: Sequence[str] | None = None) -> Capture:
@@ -155,9 +137,12 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
         >>> resolve_names(load_toy(), ["resid_pre", "blocks.0.attn.hook_pattern"])
         ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre', 'blocks.0.attn.hook_pattern']
     """
+    requested = [names] if isinstance(names, str) else list(names)
+    fired = fired_hooks(model)
+    if all(name in fired and name not in ALIASES for name in requested):
+        return list(dict.fromkeys(requested))  # already resolved (as analyses pass them): skip the hook map
     info = model_info(model)
     moe = moe_layers(model)
-    requested = [names] if isinstance(names, str) else list(names)
     everything = "all" in requested
     if everything:
         requested = [a for a in ALIASES if _NEEDS_POSITIONAL.get(a, info.positional) == info.positional
@@ -173,13 +158,13 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
                 raise ValueError(refusal)
             layers = moe if name in MOE_ALIASES else range(info.n_layers)
             expanded = [t.format(L=layer) for t in ALIASES[name] for layer in (layers if "{L}" in t else [None])]
-            fired = [hook for hook in expanded if hook in fired_hooks(model)]
+            present = [hook for hook in expanded if hook in fired]
             # "all" means what the model supports, and "resid" keeps pre and post where a parallel block has no
             # mid-point; but a site named on its own must be there.
-            if len(fired) < len(expanded) and not everything and len(ALIASES[name]) == 1:
+            if len(present) < len(expanded) and not everything and len(ALIASES[name]) == 1:
                 raise ValueError(_unfired(name, next(h for h in expanded if h not in fired), info))
-            resolved.update(dict.fromkeys(fired))
-        elif name in hooks and name not in fired_hooks(model):
+            resolved.update(dict.fromkeys(present))
+        elif name in hooks and name not in fired:
             raise ValueError(_unfired(name, name, info))
         elif name in hooks or derived_sites.lookup(model, name) is not None:
             resolved[name] = None

@@ -161,8 +161,25 @@ def hooked(model: Any, fwd_hooks: Sequence[tuple[str, Callable[..., Any]]]) -> I
     Yields:
         The model, hooked.
     """
-    with model_lock(model), model.hooks(fwd_hooks=list(fwd_hooks)):
-        yield model
+    fwd_hooks = list(fwd_hooks)
+    with model_lock(model):
+        points = model.hook_dict
+        if not all(name in points for name, _ in fwd_hooks):  # an alias: let the bridge resolve it
+            with model.hooks(fwd_hooks=fwd_hooks):
+                yield model
+            return
+        # Names that are hook points attach straight to them: ``model.hooks()`` rebuilds the bridge's hook and
+        # alias maps and resolves every name through them on each call, a measurable cost on a many-hook capture.
+        added = []
+        try:
+            for name, fn in fwd_hooks:
+                point = points[name]
+                added.append((point, point.add_hook(fn)))
+            yield model
+        finally:
+            for point, handle in reversed(added):
+                handle.hook.remove()
+                point.fwd_hooks[:] = [h for h in point.fwd_hooks if h is not handle]
 
 
 _FIRED: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()

@@ -1,10 +1,10 @@
-"""Capture without holding every layer: activations cast as they fire, handed to a callback, or written to disk.
+"""The forward pass of :func:`interp.capture`: activations kept, cast as they fire, handed to a callback, or written.
 
-:func:`interp.capture` comes here when given ``device=``, ``dtype=``, ``on_layer=``, ``save_to=`` or
-``progress=True``. Each requested hook gets a forward hook (through :func:`interp.core.hooks.hooked`) that
-detaches the tensor, moves/casts it, and then keeps it, passes it to ``on_layer(name, tensor)``, or writes
-it to ``save_to/<hook name>.safetensors``. With a callback or a folder nothing is kept: the tensor is
-released when the model is done with it, so memory is one layer's activations, not all of them.
+Each requested hook gets one forward hook on its hook point (the model's lock held, removed on exit) that
+detaches the tensor, moves/casts it when ``device=``/``dtype=`` ask, and then keeps it, passes it to
+``on_layer(name, tensor)``, or writes it to ``save_to/<hook name>.safetensors``. With a callback or a folder
+nothing is kept: the tensor is released when the model is done with it, so memory is one layer's activations,
+not all of them.
 
 A folder is built in a temporary beside it and renamed into place when the forward pass has finished
 (:func:`interp.core.files.atomic_dir`): a reader never sees half a capture. It holds one safetensors file per
@@ -68,12 +68,14 @@ def run_streaming(
     saved: dict[str, None] = {}  # hook names in the order they fired
 
     def cast(x: torch.Tensor) -> torch.Tensor:
+        if device is None and dtype is None:
+            return x.detach()
         return x.detach().to(device=device, dtype=dtype if x.is_floating_point() else None)
 
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(atomic_dir(save_to)) if save_to is not None else None
-        bar = stack.enter_context(tqdm(total=len(names), desc="capture", unit="hook", disable=not progress,
-                                       delay=2.0, leave=False))
+        bar = stack.enter_context(tqdm(total=len(names), desc="capture", unit="hook", delay=2.0,
+                                       leave=False)) if progress else None
 
         def make_hook(name: str) -> Callable[..., None]:
             def hook(tensor: Any, hook: Any) -> None:  # returns None: the model's own tensor flows on unchanged
@@ -88,7 +90,8 @@ def run_streaming(
                     saved[name] = None
                 if on_layer is not None:
                     on_layer(name, x)
-                bar.update()
+                if bar is not None:
+                    bar.update()
 
             return hook
 
