@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import interp
-from interp.lens.scan import row_chunk, scan
+from interp.lens.scan import CHUNK_ELEMENTS, Readout, row_chunk, scan
 from interp.lens.tuned import TunedLens, _identity
 
 PROMPTS = ["The cat sat on the mat", "Paris is the capital of France and"]
@@ -155,6 +155,75 @@ def test_scan_decodes_at_most_one_chunk_at_a_time():
     ids = torch.tensor([0, 4, 10])[None, :, None, None].expand(4, 3, 5, 1)
     assert torch.equal(kept.target_rank, (full > full.gather(-1, ids)).sum(-1))
     assert row_chunk(50257) * 50257 <= 2**23 and row_chunk(10**9) == 1
+
+
+def _direct_kl(logits):
+    """KL(final || layer) from logits [layer ... vocab], in float64: the definition, independently."""
+    lp = logits.double().log_softmax(-1)
+    return (lp[-1].exp() * (lp[-1] - lp)).sum(-1)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_fused_kl_equals_the_direct_kl_on_the_models(tiny_model, chunk_size):
+    """The lens folds the final distribution into the unembedding (g = p_f W, then KL = g.(n_f - n_l) + lse_l -
+    lse_f); that equals the KL over the vocabulary, also when the slices do not divide the rows."""
+    lens = interp.logit_lens(tiny_model, PROMPTS, target=" the", chunk_size=chunk_size, progress=False)
+    readout = lens.decode
+    assert isinstance(readout, Readout)  # the bridge's unembedding is an affine nn.Linear
+    rows = lens.resid.shape[1] * lens.resid.shape[2]
+    assert chunk_size is None or rows % chunk_size
+    with torch.no_grad():
+        logits = readout(lens.resid)
+    torch.testing.assert_close(lens.kl_to_final(reduce=False).double(), _direct_kl(logits), atol=1e-5, rtol=0)
+    plain = scan(lens.resid, lambda h: readout(h), logits.shape[-1], target=lens.target, chunk_size=chunk_size)
+    torch.testing.assert_close(lens.kept().kl, plain.kl, atol=1e-5, rtol=0)
+    assert torch.equal(lens.kept().top_ids, plain.top_ids) and torch.equal(lens.kept().target_rank, plain.target_rank)
+    torch.testing.assert_close(lens.kept().top_logprobs, plain.top_logprobs, atol=0, rtol=0)
+
+
+def test_fused_kl_ignores_the_bias_and_survives_large_logits(monkeypatch):
+    """A Readout with a bias, a LayerNorm and logits in the hundreds (GPT-2's range): KL as close to the definition
+    computed in float64 throughout as the float32 logits themselves allow (their own KL is ~9e-5 off at this size),
+    0 at the final layer, and every row decoded once per lens layer."""
+    gen = torch.Generator().manual_seed(4)
+    resid = 3 * torch.randn(5, 2, 7, 8, generator=gen)
+    weight, bias = 20 * torch.randn(13, 8, generator=gen), 100 * torch.randn(13, generator=gen) - 300
+    seen = []
+
+    def unembed(n):
+        seen.append(n.shape[-2])
+        return n @ weight.T + bias
+
+    def norm(h):
+        return torch.nn.functional.layer_norm(h, (8,))
+
+    monkeypatch.setattr("interp.lens.scan.RANK_ELEMENTS", 2 * 13)  # ranks counted 2 rows at a time in 3-row slices
+    readout = Readout(norm, unembed, weight)
+    logits = readout(resid)
+    exact = norm(resid.double()) @ weight.double().T + bias.double()
+    kept = scan(resid, readout, 13, k=4, target=torch.tensor([2, 11]), chunk_size=3)
+    assert max(seen[1:]) == 3 and sum(seen[1:]) == 5 * 14 and logits.abs().max() > 100
+    float32_error = (_direct_kl(logits) - _direct_kl(exact)).abs().max()
+    assert 1e-5 < float32_error < 1e-3
+    torch.testing.assert_close(kept.kl.double(), _direct_kl(exact), atol=2 * float32_error, rtol=0)
+    assert torch.equal(kept.kl[-1], torch.zeros(2, 7))
+    full = logits.log_softmax(-1)
+    torch.testing.assert_close(kept.top_logprobs, full.topk(4).values, atol=1e-5, rtol=0)
+    own = full[..., [2, 11]].diagonal(dim1=1, dim2=3).permute(0, 2, 1)
+    torch.testing.assert_close(kept.target_logprob, own, atol=1e-5, rtol=0)
+    lo, hi = (full > own[..., None] + 1e-5).sum(-1), (full > own[..., None] - 1e-5).sum(-1)
+    assert ((lo <= kept.target_rank) & (kept.target_rank <= hi)).all() and (hi > 0).any()
+
+
+def test_slices_are_balanced_and_bounded():
+    for vocab in (11, 3072, 50257, 128256):
+        most = CHUNK_ELEMENTS // vocab
+        for rows in (1, 7, most - 1, most, most + 1, 3 * most + 2, 1024):
+            step = row_chunk(vocab, rows=rows)
+            slices = -(-rows // step)
+            assert step * vocab <= CHUNK_ELEMENTS and slices == -(-rows // most), (vocab, rows)
+            assert slices * step - rows < slices, (vocab, rows)  # the slices differ by at most one row
+    assert row_chunk(50257, 7, rows=1000) == 7
 
 
 PROBE = """

@@ -25,7 +25,7 @@ from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Prompts, tokenize
 from interp.lens.result import MAX_ELEMENTS, LensResult
-from interp.lens.scan import TOP_K, scan
+from interp.lens.scan import TOP_K, Readout, scan
 from interp.lens.targets import Target, resolve_positions, target_ids
 
 __all__ = ["MAX_ELEMENTS", "LensResult", "Target", "logit_lens", "resolve_positions", "run_lens", "target_ids"]
@@ -108,20 +108,21 @@ def run_lens(
     batch = tokenize(model, prompt)
     ids = None if target is None else target_ids(model.tokenizer, target, batch.tokens.shape[0], batch.tokens.device)
     cols = resolve_positions(positions, batch.attention_mask)
-    kept: dict[str, torch.Tensor] = {}
+    slot = {name: i for i, name in enumerate(names)}
+    kept: list[torch.Tensor] = []  # [layer batch pos d_model], filled layer by layer
 
     def keep(name: str, x: torch.Tensor) -> None:  # only the kept positions of each layer outlive the forward
-        kept[name] = x.gather(1, cols.to(x.device)[:, :, None].expand(-1, -1, x.shape[-1]))
+        if not kept:
+            kept.append(x.new_empty(len(names), *cols.shape, x.shape[-1]))
+        kept[0][slot[name]] = x.gather(1, cols.to(x.device)[:, :, None].expand(-1, -1, x.shape[-1]))
 
     capture(model, batch, names=names, on_layer=keep, progress=progress)
-    resid = torch.stack([kept.pop(name) for name in names])  # [layer batch pos d_model]
+    resid = kept[0]
     with torch.no_grad():
         if translate is not None:
             resid = translate(resid)
 
-    def decode(x: torch.Tensor) -> torch.Tensor:
-        return model.unembed(model.ln_final(x) if apply_final_norm else x)
-
+    decode = _readout(model, apply_final_norm)
     lens = "tuned" if translate is not None else "logit"
     summary = scan(resid, decode, info.d_vocab, k=top_k, target=ids, chunk_size=chunk_size, progress=progress,
                    desc=f"{lens} lens")
@@ -136,3 +137,26 @@ def run_lens(
     if full:
         result.logprobs_cache = result.full_logprobs()
     return result
+
+
+def _readout(model: Any, apply_final_norm: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The lens's decoding: the model's final norm (or none), then its unembedding.
+
+    A :class:`Readout` (KL without a pass over the vocabulary per layer) when the unembedding is a plain
+    ``nn.Linear`` whose weight is loaded (the bridge's ``unembed`` only adds identity hook points around it),
+    else a plain function.
+    """
+    norm = model.ln_final if apply_final_norm else _identity
+    head = getattr(model.unembed, "original_component", None)
+    # A weight offloaded by accelerate (``device_map``) is a meta tensor outside its module's own calls.
+    if isinstance(head, torch.nn.Linear) and head.weight.device.type != "meta":
+        return Readout(norm, model.unembed, head.weight.detach())
+
+    def decode(x: torch.Tensor) -> torch.Tensor:
+        return model.unembed(norm(x))
+
+    return decode
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x

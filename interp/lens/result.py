@@ -100,8 +100,13 @@ class LensResult:
         rows = self._indices(layers, self.resid.shape[0], "layer")
         cols = self._indices(columns, self.resid.shape[2], "column")
         picked = self.resid[rows][:, :, cols]
+        out = None
         with torch.no_grad():
-            return torch.stack([self.decode(h).float().log_softmax(-1) for h in picked])
+            for i, h in enumerate(picked):  # filled layer by layer: no list of layers next to the result
+                lp = _log_softmax_(self.decode(h).float())
+                out = lp.new_empty(len(picked), *lp.shape) if out is None else out
+                out[i] = lp
+        return out
 
     def layer_logprobs(self) -> Iterator[Float[torch.Tensor, "batch pos vocab"]]:
         """Log-probabilities one lens layer at a time (decoded on the fly when not materialised)."""
@@ -232,3 +237,8 @@ class LensResult:
                 raise ValueError("no target: pass target= here or to the lens")
             return self.target
         return target_ids(self.tokenizer, target, self.tokens.shape[0], self.resid.device)
+
+
+def _log_softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """Log-softmax over the vocabulary in place: a decoded layer needs one ``[batch pos vocab]`` buffer, not two."""
+    return torch.log_softmax(logits, -1, out=logits)
