@@ -81,6 +81,23 @@ def test_last_layer_is_the_model_and_kl_is_zero(tiny_model):
     torch.testing.assert_close(lens.prob()[-1], own[..., target].exp(), atol=ATOL, rtol=0)
 
 
+def test_gemma2_soft_capped_output_is_the_last_layer(tmp_path):
+    """The bridge caps Gemma 2's logits after ``unembed``; with logits far past the cap the lens must cap too."""
+    from interp.core.toy_families import save_family
+
+    model = interp.load(save_family("gemma2", tmp_path / "gemma2"), device="cpu")
+    with torch.no_grad():
+        model.unembed.original_component.weight.mul_(200.0)  # raw logits in the hundreds, the cap is 30
+    lens = interp.logit_lens(model, PROMPTS, progress=False)
+    batch = interp.tokenize(model, PROMPTS)
+    with torch.no_grad():
+        own = model.original_model(batch.tokens, attention_mask=batch.attention_mask).logits.float()
+        raw = model.unembed(model.ln_final(interp.capture(model, batch, names=["resid_post"]).resid(1, "post")))
+    assert own.abs().max() < 30 < raw.abs().max()  # the cap is doing something
+    torch.testing.assert_close(lens.full_logprobs(layers=[-1])[0], own.log_softmax(-1), atol=ATOL, rtol=0)
+    assert torch.equal(lens.kl_to_final(reduce=False)[-1], torch.zeros_like(own[..., 0]))
+
+
 def test_full_logprobs_slices_and_the_budget(tiny_gpt2):
     full = interp.logit_lens(tiny_gpt2, PROMPTS, full=True, progress=False)
     lens = interp.logit_lens(tiny_gpt2, PROMPTS, progress=False)

@@ -148,12 +148,16 @@ def _readout(model: Any, apply_final_norm: bool) -> Callable[[torch.Tensor], tor
     """
     norm = model.ln_final if apply_final_norm else _identity
     head = getattr(model.unembed, "original_component", None)
+    # Gemma 2's output is cap * tanh(logit / cap), applied by the bridge after ``unembed``: the lens applies it
+    # too, so its last layer is the model's output. That is not linear in the residual, so no fused KL then.
+    softcap = getattr(getattr(getattr(model, "original_model", None), "config", None), "final_logit_softcapping", None)
     # A weight offloaded by accelerate (``device_map``) is a meta tensor outside its module's own calls.
-    if isinstance(head, torch.nn.Linear) and head.weight.device.type != "meta":
+    if isinstance(head, torch.nn.Linear) and head.weight.device.type != "meta" and not softcap:
         return Readout(norm, model.unembed, head.weight.detach())
 
     def decode(x: torch.Tensor) -> torch.Tensor:
-        return model.unembed(norm(x))
+        logits = model.unembed(norm(x))
+        return torch.tanh(logits / softcap) * softcap if softcap else logits
 
     return decode
 
