@@ -26,7 +26,7 @@ def run() -> list[Ratio]:
 
     os.environ["INTERP_CACHE"] = tempfile.mkdtemp(prefix="bench-rome-cache-")
     folder, model = reference_gpt2()
-    config = rome.RomeConfig()
+    config = rome.RomeConfig().sized(model)
     layer = 0  # the layer chosen on the dev split (see RomeConfig)
     rome.edit(model, prompt=PROMPT, subject=SUBJECT, target=TARGET, layer=layer, config=config).undo()
 

@@ -15,7 +15,7 @@ same tokens (medians), so machine load hits both alike. Ratios:
 - ``logit_lens`` (with top-1, KL to the final layer and target ranks read out) <= 1.3x its floor: one forward
   plus, per layer, one unembedding and one log-softmax;
 - ``rome_edit`` (key statistics and layer choice cached by a preparing worker) <= (steps + 5)x one
-  forward+backward of the batch it optimises over;
+  forward+backward of the batch it optimises over, and its peak is compared with that forward+backward's;
 - every peak <= 3x the forward's peak at the same length;
 - ``census_default`` / ``induction_default`` (``head_census(model)``, ``find_induction_heads(model)``, which size
   their own inputs) on GPT-2 small: < 240 s and peak RSS < 6 GB (the laptop floor).
@@ -134,7 +134,7 @@ def _rome_parts(model: Any, layer: int) -> tuple[Any, Any]:
     from interp.core.hooks import hook_name, hooked
     from interp.core.tokens import pad_id, pad_right, tokenize
 
-    config = rome.RomeConfig()
+    config = rome.RomeConfig().sized(model)  # the steps and prefixes the edit runs with on this model
     subject, prompt = ROME["subject"], ROME["prompt"]
     texts = [prompt.format(subject)] + [p + config.prefix_sep + prompt.format(subject) for p in rome.prefixes(model, config)]
     target_ids = model.tokenizer.encode(ROME["target"], add_special_tokens=False)
@@ -213,7 +213,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         return {"layer": edit.layer}
     elif analysis == "rome_edit":
         run, baselines["forward_backward"] = _rome_parts(model, spec["layer"])
-        extra["steps"] = interp.rome.RomeConfig().steps
+        extra["steps"] = interp.rome.RomeConfig().sized(model).steps
     elif analysis == "census_default":
         def run() -> None:
             interp.head_census(model)
@@ -228,6 +228,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     # One forward first, in every worker: the first call after loading also pages in library code and lazily built
     # buffers, which belong to neither the forward's peak nor the analysis's.
     forward()
+    if "forward_backward" in baselines:  # ROME's memory is compared with one forward+backward of its own batch
+        start_rss = _settle()
+        baselines["forward_backward"]()
+        extra["base_peak"] = _rss_kb("VmHWM") * 1024 - start_rss
     start_rss = _settle()
     if gpu:
         torch.cuda.synchronize()
@@ -353,9 +357,10 @@ def _once(lines: list[str], ratios: list[Ratio], name: str, analysis: str, spec0
         r = _spawn({**spec, "layer": prepared["layer"]}, args.timeout, env)
         ratio = r["time"] / r["forward_backward_s"] if "time" in r else None
         target = r.get("steps", 100) + 5
-        _row(lines, name, None, analysis, r, ratio, target, longest,
-             f"layer {prepared['layer']}, vs one forward+backward of its batch")
-        _collect(ratios, f"{name}/rome_edit", ratio, target, r, longest)
+        base = {"peak": r.get("base_peak")}  # memory, like time, against one forward+backward of its batch
+        _row(lines, name, None, analysis, r, ratio, target, base,
+             f"layer {prepared['layer']}, time and peak vs one forward+backward of its batch")
+        _collect(ratios, f"{name}/rome_edit", ratio, target, r, base)
         return
     r = _spawn(spec, args.timeout, env)
     ratio = r["time"] / longest["time"] if "time" in r and "time" in longest else None

@@ -169,6 +169,7 @@ def edit(
     layer: int | None = None,
     config: RomeConfig | None = None,
     stats_texts: list[str] | None = None,
+    progress: bool = True,
 ) -> Edit:
     """Rewrite the fact ``prompt.format(subject) -> target`` in ``model``'s weights, in place.
 
@@ -182,8 +183,12 @@ def edit(
         target: The new answer, any number of tokens, usually with a leading space (``" Rome"``).
         layer: Block to edit; ``None`` picks the block whose MLP output at the subject's last token has the
             largest indirect effect in causal traces (:func:`choose_layer`).
-        config: Hyperparameters (:class:`RomeConfig`).
+        config: Hyperparameters (:class:`RomeConfig`); its ``None`` fields (steps, prefix count, key-statistics
+            tokens) are sized for the model (:meth:`RomeConfig.sized`, :mod:`interp.rome.sizing`): the reference
+            models keep the values they were tuned with, larger models get fewer steps and prefixes.
         stats_texts: Texts for the key statistics instead of reference-world text (not cached).
+        progress: Show progress bars for the long phases: the layer choice's trace, the key statistics (when not
+            cached) and the value optimisation.
 
     Returns:
         The applied :class:`Edit`; ``edit.undo()`` restores the model.
@@ -200,7 +205,7 @@ def edit(
         >>> e = edit(model, prompt="{} is located in the city of", subject="the Eiffel Tower", target=" Rome")  # doctest: +SKIP
         >>> e.undo()  # doctest: +SKIP
     """
-    config = config or RomeConfig()
+    config = (config or RomeConfig()).sized(model)
     if config.key_context not in KEY_CONTEXTS:
         raise ValueError(f"key_context={config.key_context!r}; valid values are {', '.join(KEY_CONTEXTS)}")
     info = model_info(model)
@@ -209,7 +214,7 @@ def edit(
         projection(model, check_layer(info, layer))  # refuse experts and offloaded weights before any work
     elif len(moe_layers(model)) == info.n_layers:
         projection(model, 0)  # every block is a mixture of experts: nothing to choose from
-    layer = choose_layer(model, prompt, subject) if layer is None else layer
+    layer = choose_layer(model, prompt, subject, progress=progress) if layer is None else layer
     projection(model, layer)
     text = prompt.replace("{}", subject)
     if layer == info.n_layers - 1 and subject_span(model, text, subject)[1] < len(tokenize(model, text).tokens[0]):
@@ -224,8 +229,9 @@ def edit(
     module = projection(model, layer)
     with torch.no_grad():
         base = module(key.to(module.weight.dtype)).float()
-    left = solve_stats(model, layer, key, config, stats_texts)
-    delta = optimise_delta(model, layer, texts, subject, target_ids, base.norm(), config, left / (left @ key))
+    left = solve_stats(model, layer, key, config, stats_texts, progress=progress)
+    delta = optimise_delta(model, layer, texts, subject, target_ids, base.norm(), config, left / (left @ key),
+                           progress=progress)
     right = delta / (left @ key)
     request = {"prompt": prompt, "subject": subject, "target": target, "model": info.name}
     result = Edit(layer=layer, left=left, right=right, key=key, value=base + delta, request=request,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from interp.rome.sizing import sized
 
 KL_PROMPT = "{} is a"
 """Prompt whose next-token distribution the KL term keeps unchanged (ROME's essence prompt)."""
@@ -18,19 +21,31 @@ class RomeConfig:
 
     Defaults were chosen on the dev split of reference-world facts (``interp.rome.counterfact.split_facts``) at layer 0
     of ``ref-gpt2`` and ``ref-llama``, by the largest worst-case margin over the efficacy, paraphrase and
-    neighbourhood targets; the measurements are in ``docs/rome_tuning.md``.
+    neighbourhood targets; the measurements are in ``docs/rome_tuning.md``. The fields whose cost grows with the
+    model (``steps``, ``n_prefixes``, ``stats_tokens``) default to ``None``: sized for the model by budgets of
+    floating-point operations that the reference models stay well inside (:mod:`interp.rome.sizing`).
+
+    Examples:
+        >>> from interp.core.toy_models import load_toy
+        >>> config = RomeConfig().sized(load_toy())
+        >>> config.steps, config.n_prefixes
+        (100, 10)
     """
 
-    n_prefixes: int = 10
-    """Prefixed copies of the prompt used besides the bare prompt, for the key and the value."""
+    n_prefixes: int | None = None
+    """Prefixed copies of the prompt used besides the bare prompt, for the key and the value; ``None`` sizes it for
+    the model (:meth:`sized`): 10 while the value optimisation fits ``interp.rome.sizing.VALUE_FLOPS`` at 20 steps
+    (the reference models, GPT-2 small), down to 5 beyond (Llama 1B and 8B)."""
     prefix_tokens: int = 8
-    """Length of each sampled prefix, in tokens."""
+    """Length of each sampled prefix, in tokens (not sized: a few tokens of each row)."""
     prefix_sep: str = ". "
     """Text between a prefix and the prompt (ROME: ``"{prefix}. {prompt}"``)."""
-    steps: int = 100
-    """Adam steps optimising the value (ROME's GPT-2 XL value: 20; the small reference models need more)."""
+    steps: int | None = None
+    """Most Adam steps optimising the value; ``None`` sizes it for the model (:meth:`sized`): 100 on the reference
+    models (which need that many), as many as ``interp.rome.sizing.VALUE_FLOPS`` allows beyond (39 on GPT-2 small),
+    at least 20 (ROME's GPT-2 XL value; Llama 1B and 8B)."""
     lr: float = 0.5
-    """Adam learning rate."""
+    """Adam learning rate (not sized: ROME uses 0.5 from GPT-2 medium to GPT-J 6B)."""
     kl_factor: float = 0.0
     """Weight of KL(before || after) on ``"{subject} is a"`` (ROME's GPT-2 XL value: 0.0625; off, since it made no
     difference on the reference models)."""
@@ -62,3 +77,8 @@ class RomeConfig:
     carries the prompt's words before the subject); ``"both"``, the mean over the two sets. The value is always
     optimised on the prompts. The default spares the neighbours best: they share the prompt's words, not the
     subject."""
+
+    def sized(self, model: Any) -> RomeConfig:
+        """This config with ``steps`` and ``n_prefixes`` sized for ``model`` where they are ``None``
+        (:func:`interp.rome.sizing.sized`); what :func:`interp.rome.edit` runs with."""
+        return sized(model, self)

@@ -123,8 +123,10 @@ _PREFIXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def prefixes(model: Any, config: RomeConfig) -> list[str]:
     """Short texts sampled from the model (from BOS, top-5, one seed per prefix), cached per model and config.
 
-    Newlines become spaces: the prompt follows the prefix on the same line.
+    ``config.n_prefixes`` of ``config.prefix_tokens`` tokens each (a ``None`` count is sized for the model,
+    :meth:`RomeConfig.sized`). Newlines become spaces: the prompt follows the prefix on the same line.
     """
+    config = config.sized(model)
     if config.n_prefixes == 0:
         return []
     key = (config.n_prefixes, config.prefix_tokens, config.seed)
@@ -227,12 +229,19 @@ def read_stats(path: Path, d_mlp: int) -> torch.Tensor | None:
 
 
 def solve_stats(
-    model: Any, layer: int, key: torch.Tensor, config: RomeConfig, texts: list[str] | None = None
+    model: Any, layer: int, key: torch.Tensor, config: RomeConfig, texts: list[str] | None = None, *,
+    progress: bool = True,
 ) -> Float[torch.Tensor, " d_mlp"]:
-    """``C^-1 k*`` with a ridge; the identity (``C = I``) when ``config.stats_samples == 0`` and no texts."""
+    """``C^-1 k*`` with a ridge; the identity (``C = I``) when ``config.stats_samples == 0`` and no texts.
+
+    The ridge is added to the diagonal in place, so the solve holds ``C`` in float64 and its factorisation, no
+    identity matrix (``d_mlp = 14,336`` on an 8B Llama: 1.6 GB each). ``progress`` shows :func:`key_stats`' bar.
+    """
     if config.stats_samples == 0 and texts is None:
         return key.float().clone()
-    mom2 = key_stats(model, layer, config.stats_samples, texts, max_tokens=config.stats_tokens).double()
+    stats = key_stats(model, layer, config.stats_samples, texts, max_tokens=config.stats_tokens, progress=progress)
+    mom2 = stats.to(torch.float64, copy=True)  # a copy: the ridge below must not reach the caller's tensor
+    del stats
     ridge = config.stats_ridge * mom2.diagonal().mean()
-    eye = torch.eye(mom2.shape[0], dtype=torch.float64)
-    return torch.linalg.solve(mom2 + ridge * eye, key.double().cpu()).float().to(key.device)
+    mom2.diagonal().add_(ridge)
+    return torch.linalg.solve(mom2, key.double().cpu()).float().to(key.device)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from interp.core.capturing import capture
 from interp.core.hooks import hook_name, hooked
@@ -43,7 +44,7 @@ def contexts(model: Any, text: str, n_target: int, config: RomeConfig) -> list[s
 
 def optimise_delta(
     model: Any, layer: int, texts: list[str], subject: str, target_ids: list[int], base_norm: torch.Tensor,
-    config: RomeConfig, reader: torch.Tensor,
+    config: RomeConfig, reader: torch.Tensor, *, progress: bool = True,
 ) -> torch.Tensor:
     """Optimise ``delta`` through the rank-one map the edit will apply.
 
@@ -59,13 +60,16 @@ def optimise_delta(
         subject: The subject, for the KL prompt.
         target_ids: Token ids of the new answer.
         base_norm: ``|W k* + b|``, the scale of weight decay and of the clamp.
-        config: Steps, learning rate, loss weights, clamp and early stop.
+        config: Steps (``None``: sized for the model, :meth:`RomeConfig.sized`), learning rate, loss weights, clamp
+            and early stop.
         reader: ``C^-1 k* / (k*^T C^-1 k*)``.
+        progress: Show a progress bar over the steps (it stops early once the target is reached).
 
     Returns:
         ``delta``, ``[d_model]``, float32.
     """
     info = model_info(model)
+    config = config.sized(model)
     kl_text = KL_PROMPT.replace("{}", subject)
     prompt_rows = [tokenize(model, t).tokens[0].tolist() for t in texts]
     rows = [r + target_ids[:-1] for r in prompt_rows] + [tokenize(model, kl_text).tokens[0].tolist()]
@@ -86,7 +90,8 @@ def optimise_delta(
         return x + where.to(x.dtype) * delta.to(x.dtype)
 
     init_logp = None
-    for _ in range(config.steps):
+    # The bar closes when the loop ends, by early stopping or an error too (tqdm closes its iterator then).
+    for _ in tqdm(range(config.steps), desc=f"ROME value, layer {layer}", leave=False, disable=not progress):
         with hooked(model, [(mlp_out, add_delta)]):
             logits = model(tokens).float()
         logp = logits.log_softmax(-1)
