@@ -3,7 +3,6 @@ max-activating examples against brute-force scans."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -204,32 +203,54 @@ def test_direction_top_examples_equal_a_brute_force_scan(store):
         assert set(ex.positions) == set(np.argsort(-scores)[:25]) or np.sort(scores)[-26] > scores.max() - 1e-4
 
 
-@pytest.mark.parametrize(("dtype", "n"), [("float16", 1003), ("float32", 1003), ("float16", 5)])
-def test_direction_scan_in_blocks_on_two_threads_equals_a_float64_scan(tmp_path, monkeypatch, dtype, n):
-    from interp.store import examples
-
+def _scan_case(tmp_path, dtype, n, d=24):
     rng = np.random.default_rng(n)
-    written = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=dtype, shape=(n, 24))
-    written[:] = rng.standard_normal((n, 24)) * 3
+    written = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=dtype, shape=(n, d))
+    written[:] = rng.standard_normal((n, d)) * 3
     written.flush()
     acts = np.load(tmp_path / "a.npy", mmap_mode="r")
-    vector = rng.standard_normal(24).astype(np.float32)
-    # Blocks of 6 rows converted 3 at a time, two threads at 1003 rows (498 + 505: the second ends in a short
-    # block of one short piece); 5 rows: one block
-    monkeypatch.setattr(examples, "TORCH_GRAIN", 24 * 3)
-    monkeypatch.setattr(examples, "SCAN_BYTES", 4 * 24 * 7)
-    monkeypatch.setattr(examples, "MIN_BLOCKS_PER_THREAD", 1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        got = examples.direction_scan(acts, vector)
-        with ThreadPoolExecutor(1) as pool:
-            later = pool.submit(torch.get_num_threads).result()  # a thread starting torch work now
-        assert torch.get_num_threads() == 2 and later == 2  # the scan leaves torch's thread settings alone
-    finally:
-        torch.set_num_threads(before)
+    vector = rng.standard_normal(d).astype(np.float32)
+    return acts, vector, np.asarray(acts, dtype=np.float64) @ vector.astype(np.float64)
+
+
+@pytest.mark.parametrize(("dtype", "n"), [("float16", 1003), ("float32", 1003), ("float16", 5)])
+def test_direction_scan_in_blocks_equals_a_float64_scan(tmp_path, monkeypatch, dtype, n):
+    from interp.store import scan
+
+    acts, vector, expected = _scan_case(tmp_path, dtype, n)
+    monkeypatch.setattr(scan, "SCAN_ELEMENTS", 24 * 7)  # blocks of 7 rows: 1003 ends in a short block of 2
+    got = scan.direction_scan(acts, vector, fused=False)
     assert got.dtype == np.float32 and got.shape == (n,)
-    np.testing.assert_allclose(got, np.asarray(acts, dtype=np.float64) @ vector.astype(np.float64), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert not np.shares_memory(got, acts)
+
+
+def test_direction_scan_falls_back_to_blocks_when_compiling_fails(tmp_path, monkeypatch):
+    from interp.store import scan
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(scan, "_FUSED", {})
+    monkeypatch.setattr(scan.torch, "compile", no_compiler)
+    acts, vector, expected = _scan_case(tmp_path, "float16", 301)
+    with pytest.warns(RuntimeWarning, match="blocked path"):
+        got = scan.direction_scan(acts, vector, fused=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert scan._FUSED == {"scan": None}  # decided once: no second attempt, no second warning
+
+
+@pytest.mark.slow
+def test_fused_direction_scan_equals_a_float64_scan(tmp_path):
+    """The compiled kernel (tens of seconds to compile on a CPU): any length, including one block's remainder."""
+    from interp.store import scan
+
+    for n, d in ((4099, 768), (7, 24)):
+        (tmp_path / str(n)).mkdir()
+        acts, vector, expected = _scan_case(tmp_path / str(n), "float16", n, d)
+        got = scan.direction_scan(acts, vector, fused=True)
+        assert scan.fused_kernel() is not None and got.dtype == np.float32 and got.shape == (n,)
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)
 
 
 def test_logit_effect_is_the_write_direction_through_the_unembedding(tiny_gpt2, store):

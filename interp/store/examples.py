@@ -3,14 +3,12 @@
 A unit's activation at token ``i`` is ``activations[i, unit]`` for a neuron index, and the raw dot product
 ``activations[i] @ vector`` for a vector (not normalised; float32 accumulation). Every query scans all
 ``n_tokens`` rows, so the answer is exact, not sampled: the top ``k`` positions by activation, ties broken by
-the earlier position. A neuron reads one column of the memory-mapped array; a direction streams the array once
-in cache-sized blocks (:func:`direction_scan`).
+the earlier position. A neuron reads one column of the memory-mapped array; a direction streams the array
+once (:func:`interp.store.scan.direction_scan`).
 """
 
 from __future__ import annotations
 
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +16,10 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from interp.store.scan import direction_scan
+
 Unit = int | np.ndarray | torch.Tensor | list[float]
 """A neuron index, or a vector of the site's width."""
-
-
-SCAN_BYTES = 1 << 19
-"""float32 scratch per scanning thread (512 KB): with its float16 source it stays in a core's L2 cache, and a
-product of at most 131072 values runs on the calling thread in numpy's BLAS (larger ones may start its threads)."""
-TORCH_GRAIN = 32768
-"""torch splits an element-wise kernel over its threads above this many elements (``at::internal::GRAIN_SIZE``)."""
-MIN_BLOCKS_PER_THREAD = 64
-"""A second thread joins a direction scan only when each gets at least this many blocks."""
 
 
 def unit_activations(store: Any, site: str, unit: Unit) -> Float[np.ndarray, " n_tokens"]:
@@ -42,51 +33,6 @@ def unit_activations(store: Any, site: str, unit: Unit) -> Float[np.ndarray, " n
     if index is not None:
         return np.asarray(acts[:, index], dtype=np.float32)
     return direction_scan(acts, vector)
-
-
-def direction_scan(acts: Float[np.ndarray, "n_tokens d"], vector: Float[np.ndarray, " d"]
-                   ) -> Float[np.ndarray, " n_tokens"]:
-    """``acts @ vector`` in float32, reading ``acts`` (memory-mapped, float16 or float32) once.
-
-    Each thread converts one block of rows at a time into a float32 scratch buffer that stays in its L2 cache and
-    takes a matrix-vector product of it straight into the output, so memory is read once and never written back.
-    Every kernel runs on its calling thread: conversions go in pieces under torch's parallel grain and products
-    under numpy's BLAS threshold (a multi-threaded kernel per block waits far longer for its threads than it works
-    on a loaded machine). Torch's thread settings are never touched, since they are process state that requests
-    sharing the process would see.
-    """
-    n, d = acts.shape
-    out = np.empty(n, dtype=np.float32)
-    piece = max(1, TORCH_GRAIN // d)
-    rows = piece * max(1, SCAN_BYTES // (4 * d) // piece)
-    if acts.dtype == np.float32:
-        def product(lo: int, hi: int) -> None:  # BLAS reads the mapped rows directly
-            for start in range(lo, hi, rows):
-                np.dot(acts[start:min(start + rows, hi)], vector, out=out[start:min(start + rows, hi)])
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch warns that the map is read-only; it is only read
-            whole = torch.from_numpy(acts)
-
-        def product(lo: int, hi: int) -> None:
-            block = torch.empty(rows, d)  # float32 scratch, so the map itself is never written
-            scratch = block.numpy()
-            per_block = rows // piece
-            parts = whole[lo:hi].split(piece)  # views made in one call
-            start = lo
-            for i, part in enumerate(parts):
-                j = i % per_block
-                block[j * piece:j * piece + len(part)].copy_(part)
-                if j == per_block - 1 or i == len(parts) - 1:
-                    m = j * piece + len(part)
-                    np.dot(scratch[:m], vector, out=out[start:start + m])
-                    start += m
-
-    n_threads = max(1, min(torch.get_num_threads(), n // (MIN_BLOCKS_PER_THREAD * rows)))
-    cuts = [n * i // n_threads // rows * rows for i in range(n_threads)] + [n]
-    with ThreadPoolExecutor(n_threads) as pool:
-        list(pool.map(product, cuts[:-1], cuts[1:]))
-    return out
 
 
 def check_unit(unit: Unit, d: int, site: str) -> tuple[int | None, np.ndarray | None]:
