@@ -37,7 +37,10 @@ class Norm:
     bias: Float[torch.Tensor, " d_model"] | None
     eps: float
 
-    def _standardize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def standardize(
+        self, x: Float[torch.Tensor, "*batch d_model"]
+    ) -> tuple[Float[torch.Tensor, "*batch d_model"], Float[torch.Tensor, "*batch 1"]]:
+        """``(xhat, scale)``: the norm's output before its weight and bias is ``xhat = (x - mean) / scale``."""
         if self.kind == "layernorm":
             x = x - x.mean(-1, keepdim=True)
         scale = (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
@@ -45,14 +48,14 @@ class Norm:
 
     def __call__(self, x: Float[torch.Tensor, "*batch d_model"]) -> Float[torch.Tensor, "*batch d_model"]:
         """The norm's output, as the model computes it."""
-        out = self._standardize(x)[0] * self.weight
+        out = self.standardize(x)[0] * self.weight
         return out if self.bias is None else out + self.bias
 
     def vjp(
         self, x: Float[torch.Tensor, "*batch d_model"], grad: Float[torch.Tensor, "*batch n d_model"]
     ) -> Float[torch.Tensor, "*batch n d_model"]:
         """``J(x)^T grad`` for ``n`` output gradients at each point ``x`` (the norm's exact backward pass)."""
-        xhat, scale = self._standardize(x)
+        xhat, scale = self.standardize(x)
         xhat, scale = xhat.unsqueeze(-2), scale.unsqueeze(-2)
         u = grad * self.weight
         out = u - xhat * (u * xhat).mean(-1, keepdim=True)
@@ -127,6 +130,30 @@ class Reads:
         """Gradient with respect to each head's own (pre-norm) ``which`` input, from the gradient at ``hook_{which}``."""
         pulled = torch.einsum("bpne,nde->bpnd", grad, self.weight(which)[layer])
         return self.norms[layer].vjp(x, pulled)
+
+    def folded(self) -> tuple[Float[torch.Tensor, "layer n d_head d_model"], Float[torch.Tensor, "layer n d_head"]]:
+        """Each layer's q, k and v heads (``n = n_heads + 2 n_kv_heads``, in that order) as maps of ``xhat``.
+
+        ``hook_{q,k,v}[h] = fold[h] @ xhat + offset[h]``, with ``xhat`` from :meth:`Norm.standardize`: the norm's
+        weight folded into the head's weights, its bias into the offset. For LayerNorm ``fold`` is also centered
+        over ``d_model``, which changes nothing on ``xhat`` (whose mean is zero) but makes ``g @ fold`` the pulled-
+        back gradient with the norm's mean subtraction done. So the norm's backward pass (:meth:`Norm.vjp`) of a
+        gradient ``g`` at ``hook_q[h]`` is ``(g @ fold[h] - xhat (g . (q[h] - offset[h])) / d_model) / scale``:
+        the Jacobian's ``xhat`` term reads the head's own activation, and no ``d_model``-sized vector is needed
+        per head until ``g`` has been summed (see :mod:`interp.circuits.attribution`).
+        """
+        folds, offsets = [], []
+        for layer, norm in enumerate(self.norms):
+            weights = torch.cat([self.W_Q[layer], self.W_K[layer], self.W_V[layer]])  # [n d_model d_head]
+            bias = torch.cat([self.b_Q[layer], self.b_K[layer], self.b_V[layer]])
+            fold = (weights * norm.weight[:, None]).transpose(1, 2)
+            if norm.kind == "layernorm":
+                fold = fold - fold.mean(-1, keepdim=True)
+            if norm.bias is not None:
+                bias = bias + torch.einsum("d,nde->ne", norm.bias, weights)
+            folds.append(fold.float().contiguous())
+            offsets.append(bias.float())
+        return torch.stack(folds), torch.stack(offsets)
 
     def head_outputs(
         self, layer: int, z: Float[torch.Tensor, "batch pos head d_head"]
