@@ -180,7 +180,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         names = interp.resolve_names(model, SELECTED if analysis == "capture_selected" else "all")
 
         def run() -> None:
-            interp.capture(model, tokens, names=names)
+            cap = interp.capture(model, tokens, names=names)
+            # What capture hands back is a floor on its peak: capturing everything can outweigh a forward's peak.
+            extra.setdefault("returned", sum(t.numel() * t.element_size() for t in cap.activations.values()))
 
         def transformer_lens() -> None:
             with torch.no_grad():
@@ -326,6 +328,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Ratio], list[str]]:
                     base_key = "floor_s" if analysis == "logit_lens" else "forward_s"
                     ratio = r["time"] / r[base_key] if "time" in r else None
                     note = "vs floor (fwd + unembed/log-softmax per layer)" if analysis == "logit_lens" else ""
+                    if r.get("returned"):
+                        note = f"returns {_mb(r['returned'])} MB: peak / returned {r['peak'] / r['returned']:.2f}"
                     _row(lines, name, n, analysis, r, ratio, TARGETS[analysis], forward[n], note)
                     _collect(ratios, f"{name}/{n}/{analysis}", ratio, TARGETS[analysis], r, forward[n])
                     if "transformer_lens_s" in r:

@@ -29,6 +29,7 @@ from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from interp.core.capturing import Capture, capture
+from interp.core.hooks import hook_name
 from interp.core.locking import holds_model
 from interp.core.model_info import display_name, model_info
 from interp.core.tokens import Prompts, Tokenized, bos_offset, tokenize
@@ -291,19 +292,30 @@ def census_lengths(model: Any) -> tuple[int, int | None]:
 
 def _chunked_scores(model: Any, batch: Tokenized, *, window: int, exclude_bos: bool,
                     progress: bool) -> Float[torch.Tensor, "type layer head"]:
-    """:func:`pattern_scores` of ``batch``, captured a few rows at a time (every layer's patterns of a chunk
-    within :data:`~interp.heads.sizing.PASS_BYTES`), the sums added up."""
+    """:func:`pattern_scores` of ``batch``, a few rows at a time (one layer's patterns of a chunk within
+    :data:`~interp.heads.sizing.PASS_BYTES`), each layer's pattern scored as it fires and then dropped, so memory
+    holds one layer's patterns, never all of them; the sums are added up."""
     info = model_info(model)
     n_rows, pos = batch.tokens.shape
-    patterns_bytes = 4 * info.n_layers * info.n_heads * pos * pos
-    step = max(1, min(rows_per_pass(model, pos), PASS_BYTES // patterns_bytes))
-    mass, queries = torch.zeros(()), torch.zeros(())
+    layer_of = {hook_name("pattern", layer): layer for layer in range(info.n_layers)}
+    step = max(1, min(rows_per_pass(model, pos), PASS_BYTES // (4 * info.n_heads * pos * pos)))
+    mass = torch.zeros(len(TYPES), info.n_layers, info.n_heads)
+    queries = torch.zeros(len(TYPES))
     for start in tqdm(range(0, n_rows, step), desc="census patterns", leave=False, disable=not progress):
         part = Tokenized(batch.tokens[start : start + step], batch.attention_mask[start : start + step])
-        cap = capture(model, part, names=["pattern"])
-        patterns = torch.stack([cap.pattern(layer) for layer in range(info.n_layers)])
-        m, q = pattern_mass(patterns, part.tokens, part.attention_mask.bool(), window=window, exclude_bos=exclude_bos)
-        mass, queries = mass + m.cpu(), queries + q.cpu()
+        mask = part.attention_mask.bool()
+        counted: list[torch.Tensor] = []
+
+        def score(name: str, pattern: torch.Tensor, part: Tokenized = part, mask: torch.Tensor = mask,
+                  counted: list[torch.Tensor] = counted) -> None:
+            m, q = pattern_mass(pattern[None], part.tokens.to(pattern.device), mask.to(pattern.device),
+                                window=window, exclude_bos=exclude_bos)
+            mass[:, layer_of[name]] += m[:, 0].cpu()
+            if not counted:  # the query counts depend on the tokens only: the same at every layer
+                counted.append(q.cpu())
+
+        capture(model, part, names=list(layer_of), on_layer=score)
+        queries += counted[0]
     return mass / queries[:, None, None]
 
 

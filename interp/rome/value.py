@@ -93,11 +93,13 @@ def optimise_delta(
     # The bar closes when the loop ends, by early stopping or an error too (tqdm closes its iterator then).
     for _ in tqdm(range(config.steps), desc=f"ROME value, layer {layer}", leave=False, disable=not progress):
         with hooked(model, [(mlp_out, add_delta)]):
-            logits = model(tokens).float()
-        logp = logits.log_softmax(-1)
-        per_row = -logp[torch.arange(len(prompt_rows))[:, None], pred_pos].gather(-1, target[..., None]).mean((1, 2))
+            logits = model(tokens)
+        # Only the positions the loss reads are normalised: a log-softmax over every position of every row (and
+        # its backward) would cost [rows, pos, vocab] twice per step for nothing.
+        logp = logits[torch.arange(len(prompt_rows), device=info.device)[:, None], pred_pos].float().log_softmax(-1)
+        per_row = -logp.gather(-1, target[..., None]).mean((1, 2))
         nll = per_row.mean()  # every row predicts the same number of target tokens
-        kl_logp = logp[kl_row, kl_pos]
+        kl_logp = logits[kl_row, kl_pos].float().log_softmax(-1)
         if init_logp is None:
             init_logp = kl_logp.detach()
         kl = torch.sum(init_logp.exp() * (init_logp - kl_logp))
