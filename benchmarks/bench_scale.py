@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner import Ratio
+from benchmarks.scale_models import DEFAULT_MODELS, MODELS, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTH_ANALYSES = ("capture_selected", "capture_all", "census_patterns", "logit_lens")
@@ -51,49 +52,6 @@ TARGETS = {"capture_selected": 1.1, "capture_all": 1.3, "census_patterns": 1.3, 
 SELECTED = ["resid", "pattern", "neurons"]
 PEAK_TARGET = 3.0
 ROME = {"prompt": "{} is located in the city of", "subject": "The Eiffel Tower", "target": " Rome"}
-_COMMON = {"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": None}
-MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    # A seconds-long smoke test of the benchmark itself, not a measurement.
-    "gpt2-toy": ("GPT2Config", {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 1024, "vocab_size": 1000}),
-    "gpt2-small": ("GPT2Config", {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024, "vocab_size": 50257}),
-    "pythia-410m": ("GPTNeoXConfig", {
-        "num_hidden_layers": 24, "num_attention_heads": 16, "hidden_size": 1024, "intermediate_size": 4096,
-        "max_position_embeddings": 2048, "rotary_pct": 0.25, "use_parallel_residual": True, "vocab_size": 50304,
-        "tie_word_embeddings": False}),
-    "llama-1b": ("LlamaConfig", {
-        "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 2048,
-        "intermediate_size": 8192, "head_dim": 64, "max_position_embeddings": 8192, "rope_theta": 500000.0,
-        "vocab_size": 128256, "tie_word_embeddings": True}),
-    "llama-8b": ("LlamaConfig", {
-        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "hidden_size": 4096,
-        "intermediate_size": 14336, "head_dim": 128, "max_position_embeddings": 8192, "rope_theta": 500000.0,
-        "vocab_size": 128256, "tie_word_embeddings": False}),
-}
-DEFAULT_MODELS = ("gpt2-small", "pythia-410m", "llama-1b")
-
-
-def save_checkpoint(name: str, folder: Path, dtype: str, device: str) -> Path:
-    """Save a seeded random-init model of the named shape (and the toy tokenizer) unless ``folder`` has one."""
-    if (folder / "config.json").is_file():
-        return folder
-    import torch
-    import transformers
-
-    from interp.core.toy_models import toy_tokenizer
-
-    class_name, sizes = MODELS[name]
-    config = getattr(transformers, class_name)(**sizes, **_COMMON)
-    torch.manual_seed(0)
-    with torch.device(device):  # initialising 8B parameters is minutes on a CPU, seconds on a GPU
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    toy_tokenizer().save_pretrained(partial)
-    partial.rename(folder)
-    return folder
-
-
 # ---------------------------------------------------------------- worker: one measurement in a fresh process
 
 
