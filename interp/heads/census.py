@@ -265,14 +265,20 @@ def pattern_mass(
     """
     if mask is None:
         mask = torch.ones_like(tokens, dtype=torch.bool)
-    if exclude_bos:
-        patterns = patterns.clone()  # never write into the caller's capture
-        patterns[..., 0] = 0
-        patterns = patterns / patterns.sum(-1, keepdim=True).clamp(min=torch.finfo(patterns.dtype).tiny)
     targets = behaviour_masks(tokens, mask, window=window)
-    mass = torch.einsum("lbhqk,tbqk->tlh", patterns.float(), targets.float())
+    mass = torch.stack([_mass(layer, targets.float(), exclude_bos) for layer in patterns], 1)
     queries = targets.any(-1).sum((1, 2)).float()  # [type]: queries where the behaviour is possible
     return mass, queries
+
+
+def _mass(pattern: Float[torch.Tensor, "batch head pos pos"], targets: Float[torch.Tensor, "type batch pos pos"],
+          exclude_bos: bool) -> Float[torch.Tensor, "type head"]:
+    """One layer's attention mass on each behaviour's keys, summed over the batch and queries."""
+    if exclude_bos:
+        pattern = pattern.clone()  # never write into the caller's capture
+        pattern[..., 0] = 0
+        pattern = pattern / pattern.sum(-1, keepdim=True).clamp(min=torch.finfo(pattern.dtype).tiny)
+    return torch.einsum("bhqk,tbqk->th", pattern.float(), targets)
 
 
 def census_lengths(model: Any) -> tuple[int, int | None]:
@@ -303,19 +309,16 @@ def _chunked_scores(model: Any, batch: Tokenized, *, window: int, exclude_bos: b
     queries = torch.zeros(len(TYPES))
     for start in tqdm(range(0, n_rows, step), desc="census patterns", leave=False, disable=not progress):
         part = Tokenized(batch.tokens[start : start + step], batch.attention_mask[start : start + step])
-        mask = part.attention_mask.bool()
-        counted: list[torch.Tensor] = []
+        targets = behaviour_masks(part.tokens, part.attention_mask.bool(), window=window)  # the same at every layer
+        weights = {targets.device: targets.float()}
 
-        def score(name: str, pattern: torch.Tensor, part: Tokenized = part, mask: torch.Tensor = mask,
-                  counted: list[torch.Tensor] = counted) -> None:
-            m, q = pattern_mass(pattern[None], part.tokens.to(pattern.device), mask.to(pattern.device),
-                                window=window, exclude_bos=exclude_bos)
-            mass[:, layer_of[name]] += m[:, 0].cpu()
-            if not counted:  # the query counts depend on the tokens only: the same at every layer
-                counted.append(q.cpu())
+        def score(name: str, pattern: torch.Tensor, weights: dict = weights) -> None:
+            if pattern.device not in weights:  # a layer on another device (device_map)
+                weights[pattern.device] = next(iter(weights.values())).to(pattern.device)
+            mass[:, layer_of[name]] += _mass(pattern, weights[pattern.device], exclude_bos).cpu()
 
         capture(model, part, names=list(layer_of), on_layer=score)
-        queries += counted[0]
+        queries += targets.any(-1).sum((1, 2)).float().cpu()
     return mass / queries[:, None, None]
 
 
