@@ -266,19 +266,30 @@ def pattern_mass(
     if mask is None:
         mask = torch.ones_like(tokens, dtype=torch.bool)
     targets = behaviour_masks(tokens, mask, window=window)
-    mass = torch.stack([_mass(layer, targets.float(), exclude_bos) for layer in patterns], 1)
+    per_row = _per_row(targets)
+    mass = torch.stack([_mass(layer, per_row, exclude_bos) for layer in patterns], 1)
     queries = targets.any(-1).sum((1, 2)).float()  # [type]: queries where the behaviour is possible
     return mass, queries
 
 
-def _mass(pattern: Float[torch.Tensor, "batch head pos pos"], targets: Float[torch.Tensor, "type batch pos pos"],
+def _per_row(targets: Bool[torch.Tensor, "type batch pos pos"]) -> Float[torch.Tensor, "batch type pos_pos"]:
+    """The behaviour masks laid out for :func:`_mass`: one ``[type, pos * pos]`` float matrix per row."""
+    return targets.transpose(0, 1).float().reshape(targets.shape[1], targets.shape[0], -1).contiguous()
+
+
+def _mass(pattern: Float[torch.Tensor, "batch head pos pos"], per_row: Float[torch.Tensor, "batch type pos_pos"],
           exclude_bos: bool) -> Float[torch.Tensor, "type head"]:
-    """One layer's attention mass on each behaviour's keys, summed over the batch and queries."""
+    """One layer's attention mass on each behaviour's keys, summed over the batch and queries.
+
+    One batched matrix product over the flattened ``(query, key)`` axis (an ``einsum`` would copy the pattern into
+    its own layout first, at every layer).
+    """
     if exclude_bos:
         pattern = pattern.clone()  # never write into the caller's capture
         pattern[..., 0] = 0
         pattern = pattern / pattern.sum(-1, keepdim=True).clamp(min=torch.finfo(pattern.dtype).tiny)
-    return torch.einsum("bhqk,tbqk->th", pattern.float(), targets)
+    flat = pattern.float().reshape(pattern.shape[0], pattern.shape[1], -1)  # [batch head pos*pos], a view
+    return torch.bmm(flat, per_row.transpose(1, 2)).sum(0).T  # [type head]
 
 
 def census_lengths(model: Any) -> tuple[int, int | None]:
@@ -310,7 +321,7 @@ def _chunked_scores(model: Any, batch: Tokenized, *, window: int, exclude_bos: b
     for start in tqdm(range(0, n_rows, step), desc="census patterns", leave=False, disable=not progress):
         part = Tokenized(batch.tokens[start : start + step], batch.attention_mask[start : start + step])
         targets = behaviour_masks(part.tokens, part.attention_mask.bool(), window=window)  # the same at every layer
-        weights = {targets.device: targets.float()}
+        weights = {targets.device: _per_row(targets)}
 
         def score(name: str, pattern: torch.Tensor, weights: dict = weights) -> None:
             if pattern.device not in weights:  # a layer on another device (device_map)
