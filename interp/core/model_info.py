@@ -47,6 +47,8 @@ class ModelInfo:
     """Whether :func:`interp.tokenize` puts the BOS token in front of text prompts."""
     device: str
     """Device of the embedding (where input tokens must go)."""
+    final_softcap: float | None = None
+    """Final logit soft-cap (Gemma 2): the model outputs ``cap * tanh(logit / cap)`` after its unembedding."""
 
     @property
     def is_gqa(self) -> bool:
@@ -117,6 +119,7 @@ def model_info(model: Any) -> ModelInfo:
         act_fn=str(cfg.act_fn),
         prepend_bos=bool(cfg.default_prepend_bos),
         device=str(cfg.device),
+        final_softcap=float(cap) if (cap := getattr(hf_config, "final_logit_softcapping", None)) else None,
     )
 
 

@@ -131,7 +131,7 @@ def residual_stream(
     position = check_position(position, cap.tokens.shape[1])
     logits = cap.logits[0, position].float()
     token_id = int(logits.argmax()) if token is None else resolve_token(model, token)
-    softcap = getattr(model.original_model.config, "final_logit_softcapping", None)
+    softcap = info.final_softcap
     if softcap:  # undo cap * tanh(x / cap), clamped off +-cap where float32 tanh saturates
         logits = torch.atanh((logits / softcap).clamp(-1 + 1e-7, 1 - 1e-7)) * softcap
     labels, parts = _components(model, cap, position, by_head)

@@ -150,7 +150,7 @@ def _readout(model: Any, apply_final_norm: bool) -> Callable[[torch.Tensor], tor
     head = getattr(model.unembed, "original_component", None)
     # Gemma 2's output is cap * tanh(logit / cap), applied by the bridge after ``unembed``: the lens applies it
     # too, so its last layer is the model's output. That is not linear in the residual, so no fused KL then.
-    softcap = getattr(getattr(getattr(model, "original_model", None), "config", None), "final_logit_softcapping", None)
+    softcap = model_info(model).final_softcap
     # A weight offloaded by accelerate (``device_map``) is a meta tensor outside its module's own calls.
     if isinstance(head, torch.nn.Linear) and head.weight.device.type != "meta" and not softcap:
         return Readout(norm, model.unembed, head.weight.detach())
