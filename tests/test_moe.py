@@ -8,6 +8,7 @@ says so, renormalisation, as the HF router modules do), and each expert from its
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -132,6 +133,41 @@ def test_journey_runs_all_nine_stages(moe_models):
     alone = interp.journey.feed_forward(model, PROMPTS[0], layer=1)
     assert torch.equal(alone.experts, journey.ffn.experts)
     torch.testing.assert_close(alone.contribution_norms, journey.ffn.contribution_norms, atol=ATOL, rtol=0)
+
+
+WIDTH_KEYS = {"mixtral": ("intermediate_size", None),
+              "qwen2_moe": ("moe_intermediate_size", "shared_expert_intermediate_size")}
+"""Config keys of one routed expert's width and of the shared expert's width: Qwen-MoE's ``intermediate_size``
+is a dense width its expert blocks never use."""
+
+
+def _down_size(module) -> int:
+    """Entries of a feed-forward's down projection (every expert's, for a stack of experts).
+
+    That is ``d_model`` times the hidden width (times the experts), whatever the layout of the weight.
+    """
+    return sum(p.numel() for name, p in module.named_parameters() if "down_proj" in name)
+
+
+def test_model_info_reads_the_experts_widths(moe, moe_dirs, tiny_llama):
+    family = moe.original_model.config.model_type
+    config = json.loads((moe_dirs[family] / "config.json").read_text())
+    width_key, shared_key = WIDTH_KEYS[family]
+    if width_key != "intermediate_size":  # else the test could not tell the experts' width from the dense one
+        assert config[width_key] != config["intermediate_size"]
+    info = interp.model_info(moe)
+    assert info.is_moe
+    assert (info.n_experts, info.top_k, info.d_mlp, info.d_shared_expert) == (
+        config.get("num_local_experts") or config["num_experts"], config["num_experts_per_tok"],
+        config[width_key], config[shared_key] if shared_key else 0)
+    for layer in moe_layers(moe):
+        mlp = _hf_block(moe, layer).mlp
+        assert _down_size(mlp.experts) == info.n_experts * moe.cfg.d_model * info.d_mlp
+        shared = getattr(mlp, "shared_expert", None)
+        assert (_down_size(shared) if shared is not None else 0) == moe.cfg.d_model * info.d_shared_expert
+    dense = interp.model_info(tiny_llama)
+    assert (dense.is_moe, dense.n_experts, dense.top_k, dense.d_shared_expert) == (False, 0, 0, 0)
+    assert dense.d_mlp == tiny_llama.original_model.config.intermediate_size
 
 
 def test_dense_models_refuse_moe_requests(tiny_llama, moe_models):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, load_or_exit, user_errors
 
 
 def circuit(
@@ -27,12 +27,10 @@ def circuit(
     from interp.circuits import find_circuit
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         found = find_circuit(bridge, task, method, seq_len=seq_len, n_prompts=n_prompts, seed=seed, steps=steps,
                              progress=not as_json)
         curve = found.faithfulness(progress=not as_json) if faithfulness else None
-    except ValueError as err:
-        raise fail(err) from None
     data = found.to_json(top)
     lines = [f"{task} circuit by {method}: {found.n_edges} scored edges; the {min(top, found.n_edges)} strongest:"]
     lines += [f"  {e['sender']:>10} -> {e['receiver']:<14} {e['score']:+.4f}" for e in data["edges"]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +13,11 @@ import typer
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Embedded name, checkpoint directory or hub name.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="Device, e.g. cpu or cuda (default: auto).")]
+PromptOption = Annotated[str, typer.Option("--prompt", "-p", help="Prompt text.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace the --save file if it exists.")]
+
+DEFAULT_PROMPT = "The Eiffel Tower is located in the city of"
+"""The prompt of the commands that run one prompt when none is given."""
 
 
 def emit(data: Any, text: str, as_json: bool) -> None:
@@ -24,23 +31,40 @@ def fail(err: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+@contextmanager
+def user_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn the library's refusals of bad input in the ``with`` block into :func:`fail`'s clean exit.
+
+    The refusals are ``ValueError`` or, when given, the exception types ``kinds``; anything else keeps its
+    traceback.
+
+    Examples:
+        >>> try:
+        ...     with user_errors(KeyError):
+        ...         {}["layer"]
+        ... except typer.Exit as stop:
+        ...     stop.exit_code
+        2
+    """
+    caught = kinds or (ValueError,)
+    try:
+        yield
+    except caught as err:
+        raise fail(err) from None
+
+
 def load_or_exit(name: str, device: str | None = None) -> Any:
     """Load ``name`` with :func:`interp.core.load`, turning bad names into a clean exit."""
     from interp.core import load
 
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         return load(name, device=device)
-    except (ValueError, FileNotFoundError) as err:
-        raise fail(err) from None
 
 
 def refuse_existing(path: Path | None, overwrite: bool) -> None:
     """Exit with an error naming ``--overwrite`` when ``path`` exists, before any work is done."""
     from interp.core.files import check_can_write
 
-    if path is None:
-        return
-    try:
-        check_can_write(path, overwrite, "--overwrite")
-    except FileExistsError as err:
-        raise fail(err) from None
+    if path is not None:
+        with user_errors(FileExistsError):
+            check_can_write(path, overwrite, "--overwrite")

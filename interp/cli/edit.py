@@ -7,14 +7,23 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit, refuse_existing
+from interp.cli.common import (
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    OverwriteOption,
+    emit,
+    load_or_exit,
+    refuse_existing,
+    user_errors,
+)
 
-PromptOption = Annotated[str, typer.Option("--prompt", "-p", help="Prompt with {} where the subject goes.")]
+FactPromptOption = Annotated[str, typer.Option("--prompt", "-p", help="Prompt with {} where the subject goes.")]
 SubjectOption = Annotated[str, typer.Option("--subject", "-s", help="The subject, e.g. 'the Eiffel Tower'.")]
 
 
 def trace(
-    prompt: PromptOption,
+    prompt: FactPromptOption,
     subject: SubjectOption,
     model: ModelOption = "ref-gpt2",
     kind: Annotated[str, typer.Option(help="resid, mlp or attn.")] = "resid",
@@ -29,10 +38,8 @@ def trace(
     from interp.tracing import causal_trace
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         result = causal_trace(bridge, prompt, subject, kind=kind, noise=noise, samples=samples, window=window)
-    except ValueError as err:
-        raise fail(err) from None
     if html is not None:
         from interp.core.files import atomic_write_text
 
@@ -51,13 +58,13 @@ def trace(
 
 
 def edit(
-    prompt: PromptOption,
+    prompt: FactPromptOption,
     subject: SubjectOption,
     target: Annotated[str, typer.Option("--target", "-t", help="New answer, e.g. ' Rome' (leading space).")],
     model: ModelOption = "ref-gpt2",
     layer: Annotated[int | None, typer.Option(help="Block to edit (default: chosen by causal tracing).")] = None,
     save: Annotated[Path | None, typer.Option(help="Write the edit to this .safetensors file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --save file if it exists.")] = False,
+    overwrite: OverwriteOption = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -69,11 +76,9 @@ def edit(
     refuse_existing(save, overwrite)  # before the edit is computed
     bridge = load_or_exit(model, device)
     case = case_for(load_world(bridge), prompt, subject, target)
-    try:
+    with user_errors():
         before = prompt_table(bridge, case)
         change = rome_edit(bridge, prompt=prompt, subject=subject, target=target, layer=layer)
-    except ValueError as err:
-        raise fail(err) from None
     after = prompt_table(bridge, case)
     if save is not None:
         change.save(save, overwrite=overwrite)
@@ -110,11 +115,9 @@ def edit_eval(
     from interp.rome import evaluate, make_cases
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         cases = make_cases(load_world(bridge), n, seed=seed, split=split)
         result = evaluate(bridge, cases, method=method, layer=layer, fluency_tokens=fluency_tokens)
-    except ValueError as err:
-        raise fail(err) from None
     overall = result.summary()
     text = "\n\n".join([overall.to_string(index=False), result.summary("relation").to_string(),
                         result.summary("layer").to_string()])

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit, refuse_existing
+from interp.cli.common import (
+    DEFAULT_PROMPT,
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    emit,
+    fail,
+    load_or_exit,
+    refuse_existing,
+    user_errors,
+)
 
 SiteOption = Annotated[str | None, typer.Option(
     "--site", help="Hook name, e.g. blocks.3.hook_resid_post (default: the site of the shipped SAE).")]
@@ -16,10 +26,8 @@ SiteOption = Annotated[str | None, typer.Option(
 def _sae(bridge, site):
     from interp.features import load_sae
 
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         return load_sae(bridge, site)
-    except (ValueError, FileNotFoundError) as err:
-        raise fail(err) from None
 
 
 def top(
@@ -45,7 +53,7 @@ def top(
     bridge = load_or_exit(model, device)
     sae = _sae(bridge, site) if feature is not None or site is None else None
     where = site or sae.site
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         if store is not None:
             opened = stores.open(store)
         else:
@@ -55,8 +63,6 @@ def top(
             result = feature_examples(opened, sae, feature, k)
         else:
             result = opened.top_examples(where, neuron, k)
-    except (ValueError, FileNotFoundError) as err:
-        raise fail(err) from None
     frame = result.to_frame()
     logits = result.logits.to_frame().to_dict("records") if result.logits is not None else None
     examples = frame[["activation", "token", "context"]].to_dict("records")
@@ -70,7 +76,7 @@ def steer(
     feature: Annotated[int, typer.Option(help="SAE feature whose decoder row is added.")] = 0,
     alpha: Annotated[float, typer.Option(help="Length of the added vector.")] = 8.0,
     prompt: Annotated[str, typer.Option(
-        "--prompt", "-p", help="Prompt.")] = "The Eiffel Tower is located in the city of",
+        "--prompt", "-p", help="Prompt.")] = DEFAULT_PROMPT,
     site: SiteOption = None,
     k: Annotated[int, typer.Option(help="Most-changed tokens listed.")] = 10,
     device: DeviceOption = None,
@@ -80,10 +86,8 @@ def steer(
     from interp.features import steer_with_feature
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         effect = steer_with_feature(bridge, _sae(bridge, site), feature, alpha, prompt, k)
-    except ValueError as err:
-        raise fail(err) from None
     frame = effect.to_frame()
     emit({"feature": feature, "alpha": alpha, "prompt": prompt, "tokens": frame.to_dict("records")},
          frame.to_string(index=False), as_json)
@@ -100,10 +104,8 @@ def quality(
     from interp.features import sae_quality
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         result = sae_quality(bridge, _sae(bridge, site), n_seqs=n_seqs)
-    except ValueError as err:
-        raise fail(err) from None
     emit(result.to_json(), str(result), as_json)
 
 
@@ -118,10 +120,8 @@ def concepts(
     from interp.features import concept_recovery
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         result = concept_recovery(bridge, _sae(bridge, site), n_rows=n_rows)
-    except ValueError as err:
-        raise fail(err) from None
     frame = result.to_frame()[["concept", "sae_unit", "sae_heldout_f1", "neuron_heldout_f1", "random_heldout_f1"]]
     emit(result.to_json(), f"{result}\n{frame.to_string(index=False, float_format='%.2f')}", as_json)
 
@@ -144,18 +144,14 @@ def train(
     from interp.features import sae_folder, sae_quality, site_activations, train_sae
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         check_layer(model_info(bridge), layer)
-    except ValueError as err:
-        raise fail(err) from None
     site = hook_name("resid_post", layer)
     folder = out if out is not None else sae_folder(bridge)
     refuse_existing(folder / f"{site}.safetensors", overwrite)
-    try:
+    with user_errors():
         acts = site_activations(bridge, site, n_tokens, progress=True)
         sae, _ = train_sae(acts, site, num_latents=num_latents, k=k, steps=steps)
-    except ValueError as err:
-        raise fail(err) from None
     result = sae_quality(bridge, sae)
     sae.meta["quality"] = result.to_json()
     path = sae.save(folder, overwrite=overwrite)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import DeviceOption, JsonOption, ModelOption, PromptOption, emit, load_or_exit, user_errors
 
-PromptOption = Annotated[str, typer.Option("--prompt", "-p", help="Prompt text.")]
 TemperatureOption = Annotated[float, typer.Option(help="Softmax temperature; 0 is greedy.")]
 TopKOption = Annotated[int | None, typer.Option("--top-k", help="Keep the k most probable tokens.")]
 TopPOption = Annotated[float | None, typer.Option("--top-p", help="Keep the smallest set reaching this mass.")]
@@ -29,10 +28,8 @@ def next_token_cmd(
     from interp.generation import next_token
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         result = next_token(bridge, prompt, temperature=temperature, top_k=top_k, top_p=top_p)
-    except ValueError as err:
-        raise fail(err) from None
     frame = result.to_frame(k)
     emit({"tokens": result.str_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
           "top": frame.to_dict(orient="records")}, frame.to_string(index=False), as_json)
@@ -54,11 +51,9 @@ def generate_cmd(
     from interp.generation import generate
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         out = generate(bridge, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                        top_p=top_p, seed=seed, stop=stop)
-    except ValueError as err:
-        raise fail(err) from None
     data = {"prompt": prompt, "text": out.text, "new_tokens": out.new_tokens.tolist(), "token_probs": out.token_probs,
             "stop_reason": out.stop_reason, "seed": out.seed, "seconds": out.seconds}
     emit(data, f"{prompt}{out.text}\n[stopped: {out.stop_reason}; seed {out.seed}]", as_json)
@@ -81,11 +76,9 @@ def speculative_cmd(
     from interp.generation import speculative_generate
 
     target_model, draft_model = load_or_exit(target, device), load_or_exit(draft, device)
-    try:
+    with user_errors():
         out = speculative_generate(target_model, draft_model, prompt, max_new_tokens=max_new_tokens, n_draft=n_draft,
                                    temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, baseline=True)
-    except ValueError as err:
-        raise fail(err) from None
     data = {"prompt": prompt, "text": out.text, "new_tokens": out.new_tokens.tolist(), "seed": out.seed,
             "acceptance_rate": out.acceptance_rate, "tokens_per_target_call": out.tokens_per_target_call,
             "target_calls": out.target_calls, "draft_calls": out.draft_calls, "seconds": out.seconds,
@@ -109,10 +102,8 @@ def analogy_cmd(
     from interp.journey import analogy
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         result = analogy(bridge, a, b, c, k=k)
-    except ValueError as err:
-        raise fail(err) from None
     frame = result.to_frame()
     emit({"query": result.query, "answers": frame.to_dict(orient="records")},
          f"{result.query}\n{frame.to_string(index=False)}", as_json)

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import (
+    DEFAULT_PROMPT,
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    PromptOption,
+    emit,
+    load_or_exit,
+    user_errors,
+)
 
 
 def induction(
@@ -24,11 +33,9 @@ def induction(
     from interp.heads import find_induction_heads
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         report = find_induction_heads(bridge, seq_len=seq_len, batch=batch, seed=seed, ablate=not no_ablate,
                                       ablation=ablation)
-    except ValueError as err:
-        raise fail(err) from None
     emit(report.to_json(), str(report), as_json)
 
 
@@ -46,17 +53,14 @@ def heads(
     from interp.heads import head_census
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         census = head_census(bridge, prompt or None, seed=seed, threshold=threshold, importance=not no_importance)
-    except ValueError as err:
-        raise fail(err) from None
     emit(census.to_json(), str(census), as_json)
 
 
 def lens(
     model: ModelOption = "ref-gpt2",
-    prompt: Annotated[str, typer.Option(
-        "--prompt", "-p", help="Prompt text.")] = "The Eiffel Tower is located in the city of",
+    prompt: PromptOption = DEFAULT_PROMPT,
     target: Annotated[str | None, typer.Option(help="One-token target to follow across layers, e.g. ' Paris'.")] = None,
     tuned: Annotated[bool, typer.Option("--tuned", help="Use the tuned lens shipped beside the checkpoint.")] = False,
     top: Annotated[int, typer.Option(help="Top tokens shown per layer.")] = 3,
@@ -67,13 +71,11 @@ def lens(
     from interp.lens import TunedLens, logit_lens
 
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors(ValueError, FileNotFoundError):
         if tuned:
             result = TunedLens.load_for(bridge).apply(bridge, prompt, target=target)
         else:
             result = logit_lens(bridge, prompt, target=target)
-    except (ValueError, FileNotFoundError) as err:
-        raise fail(err) from None
     kl = result.kl_to_final().tolist()
     tops = result.top_tokens(top)
     prob = result.prob()[:, 0, -1].tolist() if target is not None else None

@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import (
+    DEFAULT_PROMPT,
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    PromptOption,
+    emit,
+    load_or_exit,
+    user_errors,
+)
 
 
 def models(as_json: JsonOption = False) -> None:
@@ -26,8 +35,7 @@ def models(as_json: JsonOption = False) -> None:
 
 def capture(
     model: ModelOption = "ref-gpt2",
-    prompt: Annotated[str, typer.Option(
-        "--prompt", "-p", help="Prompt text.")] = "The Eiffel Tower is located in the city of",
+    prompt: PromptOption = DEFAULT_PROMPT,
     names: Annotated[
         list[str] | None,
         typer.Option("--names", "-n", help="Aliases or hook names (repeat or comma-separate); default: resid."),
@@ -41,10 +49,8 @@ def capture(
 
     wanted = [n.strip() for item in names or ["resid"] for n in item.split(",") if n.strip()]
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         cap = run_capture(bridge, prompt, names=wanted)
-    except ValueError as err:
-        raise fail(err) from None
     probs = cap.last_logits[0].float().softmax(-1)
     best = probs.topk(min(top, probs.shape[0]))
     predictions = [

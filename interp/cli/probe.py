@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit, refuse_existing
+from interp.cli.common import (
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    OverwriteOption,
+    emit,
+    load_or_exit,
+    refuse_existing,
+    user_errors,
+)
 
 
 def probe(
@@ -21,7 +30,7 @@ def probe(
         int, typer.Option(help="city_country: keep countries with at least this many cities (>= 2).")
     ] = 3,
     save: Annotated[Path | None, typer.Option(help="Write the report and weights to this .safetensors file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --save file if it exists.")] = False,
+    overwrite: OverwriteOption = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -30,12 +39,10 @@ def probe(
 
     refuse_existing(save, overwrite)  # before the probes are fitted
     bridge = load_or_exit(model, device)
-    try:
+    with user_errors():
         chosen = None if layers is None else [int(x) for x in layers.split(",") if x.strip()]
         built = world_task(task, bridge, seed=seed, min_subjects=min_subjects)
         report = fit(bridge, built, layers=chosen, site=site, control=control, seed=seed)
-    except ValueError as err:
-        raise fail(err) from None
     if save is not None:
         report.save(save, overwrite=overwrite)
     best = report.layers.index(report.best_layer)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit
+from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, fail, load_or_exit, user_errors
 from interp.reference.world import DEFAULT_WORLD_VERSION
 
 
@@ -48,15 +48,13 @@ def world_train(
     from interp.core.files import atomic_write_text, check_can_write
     from interp.reference.train import train
 
-    try:
+    with user_errors(ValueError, FileExistsError):
         if init_from is None or Path(out).resolve() != Path(init_from).resolve():  # else train() names both
             check_can_write(out, overwrite, "--overwrite")  # refused here to name the command-line flag
         result = train(arch, out, preset="quick" if quick else preset, steps=steps, seed=seed, device=device,
                        tokenizer_dir=tokenizer, workers=workers, budget_s=budget, init_from=init_from, lr=lr,
                        warmup=warmup, data_seed=data_seed, world_version=world_version, save_every=save_every,
                        overwrite=overwrite)
-    except (ValueError, FileExistsError) as err:
-        raise fail(err) from None
     training = json.loads((result.out / "training.json").read_text())
     atomic_write_text(result.out / "loss_curve.html", loss_figure(training).to_html(include_plotlyjs="cdn"))
     data = {"out": str(result.out), "seconds": round(result.seconds, 1), "final_loss": result.losses[-1]}

@@ -32,7 +32,9 @@ class ModelInfo:
     d_head: int
     """Width of one attention head."""
     d_mlp: int
-    """Number of MLP neurons per layer."""
+    """Number of MLP neurons per layer; on a mixture of experts, the hidden width of one routed expert (Hugging Face
+    ``moe_intermediate_size`` where the config has one, as Qwen-MoE's do, else ``intermediate_size``, as
+    Mixtral's). On a stack that interleaves dense and expert blocks, the expert blocks' width."""
     d_vocab: int
     """Rows of the embedding matrix: valid token ids are ``0..d_vocab-1``."""
     n_ctx: int
@@ -49,6 +51,18 @@ class ModelInfo:
     """Device of the embedding (where input tokens must go)."""
     final_softcap: float | None = None
     """Final logit soft-cap (Gemma 2): the model outputs ``cap * tanh(logit / cap)`` after its unembedding."""
+    n_experts: int = 0
+    """Routed experts per mixture-of-experts block (0: a dense feed-forward)."""
+    top_k: int = 0
+    """Experts each token is routed to (0: a dense feed-forward)."""
+    d_shared_expert: int = 0
+    """Hidden width of the shared expert every token also passes through (Qwen2-MoE's
+    ``shared_expert_intermediate_size``; 0: none)."""
+
+    @property
+    def is_moe(self) -> bool:
+        """True when the feed-forward is a mixture of experts (and :attr:`d_mlp` is one expert's width)."""
+        return self.n_experts > 0
 
     @property
     def is_gqa(self) -> bool:
@@ -98,11 +112,19 @@ def model_info(model: Any) -> ModelInfo:
         >>> info = model_info(load_toy(ToyConfig(arch="llama", n_kv_heads=2)))
         >>> info.arch, info.n_layers, info.n_heads, info.n_kv_heads, info.norm, info.positional
         ('llama', 2, 4, 2, 'rmsnorm', 'rotary')
+        >>> info.is_moe, info.n_experts, info.d_shared_expert
+        (False, 0, 0)
     """
     cfg = model.cfg
     hf_config = getattr(getattr(model, "original_model", None), "config", None)
     arch = getattr(hf_config, "model_type", None) or str(cfg.architecture).lower()
     n_kv_heads = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    n_experts = int(getattr(cfg, "num_experts", None) or 0)
+    d_mlp = int(cfg.d_mlp)
+    if n_experts:
+        # TransformerLens' d_mlp is the config's intermediate_size: the experts' width on Mixtral, but the
+        # (unused or dense-layer) MLP width on Qwen-MoE, whose experts are moe_intermediate_size wide.
+        d_mlp = int(getattr(hf_config, "moe_intermediate_size", None) or d_mlp)
     return ModelInfo(
         name=str(cfg.model_name),
         arch=arch,
@@ -111,7 +133,7 @@ def model_info(model: Any) -> ModelInfo:
         n_kv_heads=int(n_kv_heads),
         d_model=int(cfg.d_model),
         d_head=int(cfg.d_head),
-        d_mlp=int(cfg.d_mlp),
+        d_mlp=d_mlp,
         d_vocab=int(cfg.d_vocab),
         n_ctx=int(cfg.n_ctx),
         norm=_NORMS.get(cfg.normalization_type, str(cfg.normalization_type)),
@@ -120,6 +142,9 @@ def model_info(model: Any) -> ModelInfo:
         prepend_bos=bool(cfg.default_prepend_bos),
         device=str(cfg.device),
         final_softcap=float(cap) if (cap := getattr(hf_config, "final_logit_softcapping", None)) else None,
+        n_experts=n_experts,
+        top_k=int(getattr(cfg, "experts_per_token", None) or 0) if n_experts else 0,
+        d_shared_expert=int(getattr(hf_config, "shared_expert_intermediate_size", None) or 0) if n_experts else 0,
     )
 
 
