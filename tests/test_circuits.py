@@ -230,8 +230,8 @@ def test_tasks(tiny_gpt2):
             if len(interp.tokenize(tiny_gpt2, p).tokens[0]) == len(interp.tokenize(tiny_gpt2, "The cat sat").tokens[0])]
     pair = pairs_task(tiny_gpt2, "The cat sat", same[0])
     assert isinstance(pair, CircuitTask) and pair.clean.shape == pair.corrupted.shape
-    with pytest.raises(ValueError, match="method='acdc'"):
-        find_circuit(tiny_gpt2, "induction", "acdc")
+    with pytest.raises(ValueError, match="method='greedy'"):
+        find_circuit(tiny_gpt2, "induction", "greedy")
 
 
 def test_ioi_task_swaps_the_names():

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float
 
+from interp.circuits.acdc import DEFAULT_THRESHOLD, acdc_scores
 from interp.circuits.attribution import eap_scores
 from interp.circuits.edge_patching import exact_scores, patched_metrics
 from interp.circuits.graph import EdgeGraph
@@ -20,7 +21,7 @@ from interp.circuits.tasks import CircuitTask, make_task, pairs_task
 from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 
-METHODS = ("eap", "eap-ig", "patching")
+METHODS = ("eap", "eap-ig", "patching", "acdc")
 """Edge-scoring methods of :func:`find_circuit`."""
 
 
@@ -67,11 +68,13 @@ class Circuit:
     Attributes:
         graph: The model's :class:`~interp.circuits.graph.EdgeGraph` (node names as in the public EAP-IG code).
         task: The clean/corrupted prompts and metric the scores were computed on.
-        method: ``"eap"``, ``"eap-ig"`` or ``"patching"``.
+        method: ``"eap"``, ``"eap-ig"``, ``"patching"`` or ``"acdc"``.
         scores: ``[sender receiver]`` estimated (or, for ``"patching"``, measured) metric change when the edge
-            alone carries its corrupted value; 0 where no edge exists. The sign is kept: with a loss metric
+            alone carries its corrupted value; for ``"acdc"``, the measured change when its removal was tried in
+            the circuit left at that point. 0 where no edge exists. The sign is kept: with a loss metric
             (induction) important edges score positive, with a logit difference negative.
-        kept: ``[sender receiver]`` edges in the circuit.
+        kept: ``[sender receiver]`` edges in the circuit: every edge, except after :meth:`prune` and for
+            ``"acdc"``, whose circuit is the edges it kept.
     """
 
     graph: EdgeGraph
@@ -174,9 +177,10 @@ def find_circuit(
     seed: int = 0,
     steps: int = 5,
     metric: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
     progress: bool = True,
 ) -> Circuit:
-    """Score every edge of ``model``'s graph on ``task`` and return the (unpruned) :class:`Circuit`.
+    """Score every edge of ``model``'s graph on ``task`` and return the :class:`Circuit` (unpruned, except by ACDC).
 
     Args:
         model: A ``TransformerBridge`` with LayerNorm or RMSNorm.
@@ -184,17 +188,20 @@ def find_circuit(
             :class:`~interp.circuits.tasks.CircuitTask`, or ``(clean, corrupted)`` prompts (each a string or a
             list; all the same token length) scored by ``metric``.
         method: ``"eap-ig"`` (EAP with integrated gradients, ``steps`` steps), ``"eap"`` (one gradient), or
-            ``"patching"`` (exact: one patched run per edge; for small graphs).
+            ``"patching"`` (exact: one patched run per edge; for small graphs), or ``"acdc"`` (edges removed one
+            at a time in the circuit left so far, see :mod:`interp.circuits.acdc`; one run per edge, for small
+            graphs; the circuit returned holds the edges ACDC kept).
         seq_len: Length of the repeated span for ``"induction"`` (default ``min(40, (n_ctx - 1) // 2)``).
         n_prompts: Prompts of a built-in task.
         seed: Seed of the task's prompts.
         steps: EAP-IG's interpolation steps.
         metric: ``logits [batch pos vocab] -> scalar`` for ``(clean, corrupted)`` prompts (default: logit of the
             clean run's top next token minus that of the corrupted run's, at the last position).
+        threshold: ACDC's share of the clean-corrupted gap that removing one edge may cost (``"acdc"`` only).
         progress: Show progress bars.
 
     Raises:
-        ValueError: an unknown task or method, or prompts that do not align.
+        ValueError: an unknown task or method, prompts that do not align, or a threshold outside [0, 1).
 
     Examples:
         >>> from interp.core.toy_models import load_toy
@@ -213,6 +220,9 @@ def find_circuit(
     graph = EdgeGraph.for_model(model)
     if method == "patching":
         scores = exact_scores(model, graph, task, progress=progress)
+    elif method == "acdc":
+        scores, kept = acdc_scores(model, graph, task, threshold=threshold, progress=progress)
+        return Circuit(graph, task, method, scores, kept, model)
     else:
         scores = eap_scores(model, graph, task, steps=steps if method == "eap-ig" else None, progress=progress)
     return Circuit(graph, task, method, scores.cpu(), graph.valid.clone(), model)

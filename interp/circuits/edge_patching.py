@@ -60,23 +60,39 @@ def _patched_run(
     info = reads.info
     n_var, batch = len(removed), len(clean)
     mask = removed.to(corrupted.device, corrupted.dtype)
-    outs: list[torch.Tensor] = []  # this run's sender outputs so far, [variant*batch pos n d_model] each
+    # ``corrupted - this run`` per block of senders as it is written, sender-major so a receiver group's delta is one
+    # batched product per block: (first sender, [variant k batch*pos*d_model]).
+    diffs: list[tuple[int, torch.Tensor]] = []
     state: dict[str, torch.Tensor] = {}
 
-    def delta(receivers: slice | int) -> torch.Tensor:
-        """Summed ``corrupted - this run`` over each receiver's removed senders: [variant*batch pos n d_model]."""
-        mine = torch.cat(outs, dim=2)
-        n = mine.shape[2]
-        diff = corrupted[None, :, :, :n] - mine.view(n_var, batch, *mine.shape[1:])
-        m = mask[:, :n, receivers]
-        m = m[..., None] if m.ndim == 2 else m
-        return torch.einsum("esr,ebpsd->ebprd", m, diff).flatten(0, 1)
+    def add_block(mine: torch.Tensor) -> None:
+        """Record the differences of the senders written by one hook, ``mine`` [variant*batch pos k d_model]."""
+        first = diffs[-1][0] + diffs[-1][1].shape[1] if diffs else 0
+        k = mine.shape[2]
+        diff = corrupted[None, :, :, first:first + k] - mine.view(n_var, batch, *mine.shape[1:])
+        diffs.append((first, diff.permute(0, 3, 1, 2, 4).reshape(n_var, k, -1)))
+
+    def delta(receivers: slice) -> torch.Tensor | None:
+        """Summed ``corrupted - this run`` over each receiver's removed senders, [variant*batch pos n d_model], or
+        None when no variant removes any edge into these receivers."""
+        total = None
+        for first, diff in diffs:
+            m = mask[:, first:first + diff.shape[1], receivers]
+            if not m.any():
+                continue
+            part = torch.bmm(m.transpose(1, 2), diff)
+            total = part if total is None else total + part
+        if total is None:
+            return None
+        n = total.shape[1]
+        pos, d_model = corrupted.shape[1], corrupted.shape[3]
+        return total.view(n_var, n, batch, pos, d_model).permute(0, 2, 3, 1, 4).reshape(n_var * batch, pos, n, d_model)
 
     def on_pre(layer: int):
         def hook(x: torch.Tensor, hook: Any) -> None:
             state["pre"] = x
             if layer == 0:
-                outs.append(x[:, :, None])
+                add_block(x[:, :, None])
 
         return hook
 
@@ -88,10 +104,10 @@ def _patched_run(
         receivers = slice(rows.start + offset, rows.start + offset + count)
 
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor | None:
-            touched = removed[:, :, receivers].any(1)  # [variant n]
-            if not touched.any():
-                return None
             d = delta(receivers)
+            if d is None:
+                return None
+            touched = removed[:, :, receivers].any(1)  # [variant n]
             new = reads.project(which, layer, state["pre"][:, :, None] + d)
             keep = touched.repeat_interleave(batch, 0)[:, None, :, None].to(x.device)
             return torch.where(keep, new.to(x.dtype), x)
@@ -100,29 +116,28 @@ def _patched_run(
 
     def on_heads(layer: int):
         def hook(z: torch.Tensor, hook: Any) -> None:
-            outs.append(reads.head_outputs(layer, z))
+            add_block(reads.head_outputs(layer, z))
 
         return hook
 
-    def on_mid(layer: int):
-        def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            return x + delta(graph.mlp_receiver(layer))[:, :, 0]
+    def add_to(receiver: int):
+        def hook(x: torch.Tensor, hook: Any) -> torch.Tensor | None:
+            d = delta(slice(receiver, receiver + 1))
+            return None if d is None else x + d[:, :, 0]
 
         return hook
 
     def on_mlp(x: torch.Tensor, hook: Any) -> None:
-        outs.append(x[:, :, None])
-
-    def on_logits(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        return x + delta(len(graph.receivers) - 1)[:, :, 0]
+        add_block(x[:, :, None])
 
     hooks = []
     for layer in range(info.n_layers):
         hooks.append((hook_name("resid_pre", layer), on_pre(layer)))
         hooks += [(hook_name(which, layer), on_read(which, layer)) for which in "qkv"]
-        hooks += [(hook_name("z", layer), on_heads(layer)), (hook_name("resid_mid", layer), on_mid(layer))]
+        hooks.append((hook_name("z", layer), on_heads(layer)))
+        hooks.append((hook_name("resid_mid", layer), add_to(graph.mlp_receiver(layer))))
         hooks.append((hook_name("mlp_out", layer), on_mlp))
-    hooks.append((hook_name("resid_post", info.n_layers - 1), on_logits))
+    hooks.append((hook_name("resid_post", info.n_layers - 1), add_to(len(graph.receivers) - 1)))
     with torch.no_grad(), hooked(model, hooks):
         return model(clean.repeat(n_var, 1))
 

@@ -12,10 +12,13 @@ from interp.cli.common import DeviceOption, JsonOption, ModelOption, emit, load_
 def circuit(
     model: ModelOption = "ref-gpt2",
     task: Annotated[str, typer.Option("--task", "-t", help="induction, ioi or facts.")] = "induction",
-    method: Annotated[str, typer.Option(help="eap-ig, eap, or patching (exact; one run per edge).")] = "eap-ig",
+    method: Annotated[str, typer.Option(
+        help="eap-ig, eap, patching (exact; one run per edge) or acdc (joint search; one run per edge).")] = "eap-ig",
     n_prompts: Annotated[int, typer.Option(help="Prompts of the task.")] = 32,
     seq_len: Annotated[int | None, typer.Option(help="Induction span length (default min(40, (n_ctx-1)//2)).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the task's prompts.")] = 0,
+    threshold: Annotated[float, typer.Option(
+        help="ACDC: share of the clean-corrupted gap one edge's removal may cost.")] = 0.003,
     steps: Annotated[int, typer.Option(help="EAP-IG interpolation steps.")] = 5,
     top: Annotated[int, typer.Option(help="Edges shown, strongest first.")] = 20,
     faithfulness: Annotated[bool, typer.Option(
@@ -23,13 +26,13 @@ def circuit(
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find a task's circuit: EAP-IG (or EAP, or exact patching) scores for every edge of the graph."""
+    """Find a task's circuit: EAP-IG (or EAP, or exact patching) scores for every edge of the graph, or ACDC's."""
     from interp.circuits import find_circuit
 
     bridge = load_or_exit(model, device)
     with user_errors():
         found = find_circuit(bridge, task, method, seq_len=seq_len, n_prompts=n_prompts, seed=seed, steps=steps,
-                             progress=not as_json)
+                             threshold=threshold, progress=not as_json)
         curve = found.faithfulness(progress=not as_json) if faithfulness else None
     data = found.to_json(top)
     lines = [f"{task} circuit by {method}: {found.n_edges} scored edges; the {min(top, found.n_edges)} strongest:"]
