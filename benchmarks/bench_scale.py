@@ -168,9 +168,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         baselines["floor"] = floor
     elif analysis == "rome_prepare":
-        edit = interp.rome.edit(model, **ROME)  # chooses the layer and fills the key-statistics cache
-        edit.undo()
-        return {"layer": edit.layer}
+        # What the timed edit finds cached on disk: the layer choice's trace and the key statistics. No value
+        # optimisation here: nothing of it outlives this process, and on a 1B model it is most of an edit's time.
+        config = interp.rome.RomeConfig().sized(model)
+        layer = interp.rome.choose_layer(model, ROME["prompt"], ROME["subject"], progress=False)
+        interp.rome.key_stats(model, layer, config.stats_samples, max_tokens=config.stats_tokens, progress=False)
+        return {"layer": layer}
     elif analysis == "rome_edit":
         run, baselines["forward_backward"] = _rome_parts(model, spec["layer"])
         extra["steps"] = interp.rome.RomeConfig().sized(model).steps
@@ -326,23 +329,32 @@ def _once(lines: list[str], ratios: list[Ratio], name: str, analysis: str, spec0
         return
     r = _spawn(spec, args.timeout, env)
     ratio = r["time"] / longest["time"] if "time" in r and "time" in longest else None
-    _row(lines, name, None, analysis, r, ratio, None, longest, f"defaults; x base = vs forward at {spec['seq']} tokens")
-    if name == "gpt2-small" and "time" in r and not args.gpu:
+    # Their inputs are their own, not the forward's length: the 3x peak target does not apply. Only GPT-2 small on
+    # the CPU has targets (240 s, 6 GB peak RSS: the laptop floor); elsewhere time and peak are reported unjudged.
+    laptop = name == "gpt2-small" and "time" in r and not args.gpu
+    verdict = ("yes" if r["time"] <= 240 and r["peak_total"] <= 6e9 else "NO") if laptop else "-"
+    note = f"defaults; x base, x fwd = vs forward at {spec['seq']} tokens"
+    if "peak_total" in r:
+        note += f"; peak RSS {r['peak_total'] / 1e9:.2f} GB"
+    _row(lines, name, None, analysis, r, ratio, None, longest, note, verdict=verdict)
+    if laptop:
         ratios.append(Ratio(f"{name}/{analysis}_seconds_vs_240s", r["time"] / 240, 1.0, f"{r['time']:.1f} s"))
         ratios.append(Ratio(f"{name}/{analysis}_peak_rss_vs_6GB", r["peak_total"] / 6e9, 1.0,
                             f"peak RSS {r['peak_total'] / 1e9:.2f} GB"))
 
 
 def _row(lines: list[str], name: str, n: int | None, analysis: str, r: dict[str, Any], ratio: float | None,
-         target: float | None, fwd: dict[str, Any], note: str) -> None:
+         target: float | None, fwd: dict[str, Any], note: str, verdict: str | None = None) -> None:
+    """One line of the table; ``verdict`` replaces the ok column's judgement (time and peak vs their targets)."""
     if "error" in r:
         lines.append(f"{name:<12} {n or '-':>6} {analysis:<18} ERROR {r['error']}")
         return
     peak_ratio = r["peak"] / fwd["peak"] if fwd.get("peak") else None
     ok = (ratio is None or target is None or ratio <= target) and (
         analysis == "forward" or peak_ratio is None or peak_ratio <= PEAK_TARGET)
+    verdict = verdict or ("yes" if ok else "NO")
     lines.append(f"{name:<12} {n or '-':>6} {analysis:<18} {r['time']:>8.3f} {_fmt(ratio):>7} {_fmt(target, 'g'):>6} "
-                 f"{_mb(r['peak']):>8} {_fmt(peak_ratio):>6} {'yes' if ok else 'NO':>3}  {note}")
+                 f"{_mb(r['peak']):>8} {_fmt(peak_ratio):>6} {verdict:>3}  {note}")
 
 
 def _collect(ratios: list[Ratio], key: str, ratio: float | None, target: float, r: dict[str, Any], fwd: dict[str, Any]) -> None:

@@ -3,9 +3,10 @@ the final layer, computed a slice of positions at a time so the full ``[layer ba
 
 For each slice of (prompt, position) rows the final layer is decoded first; then every other lens layer is
 decoded (one unembedding and one log-softmax, ``[rows vocab]``), reduced to the kept numbers, and dropped. The
-log-softmax runs in place on the logits, so one ``[rows vocab]`` float buffer is alive per layer (plus a
-``[rows vocab]`` byte mask while a target's rank is counted). Slices hold at most :data:`CHUNK_ELEMENTS` floats
-per buffer and are balanced, so a prompt shorter than one slice is decoded whole.
+log-softmax runs in place on the logits, and the target's rank is then counted in place on the spent
+log-probabilities (a float comparison, then a float sum), so one ``[rows vocab]`` float buffer is alive per layer.
+Slices hold at most :data:`CHUNK_ELEMENTS` floats per buffer and are balanced, so a prompt shorter than one slice
+is decoded whole.
 
 KL to the final layer: when the decoding is a :class:`Readout` (a norm, then an affine unembedding
 ``z = n W^T + b``), the final distribution ``p_f`` is folded into the unembedding once per slice,
@@ -26,12 +27,15 @@ import torch
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
-CHUNK_ELEMENTS = 2**23
-"""Most floats in one ``[rows vocab]`` buffer of a slice (32 MiB)."""
+CHUNK_ELEMENTS = 2**26
+"""Most floats in one ``[rows vocab]`` buffer of a slice (256 MiB: 512 rows of a 128256-token vocabulary).
+
+Large because the unembedding of a slice reads (and the BLAS packs) the whole ``[vocab d_model]`` matrix whatever
+the rows: on 2 CPU cores a Llama-3.2-1B-shaped unembedding cost ~40% more per row at 64 rows than at 512."""
 TOP_K = 10
 """Top tokens kept per layer and position by default."""
-RANK_ELEMENTS = 2**20
-"""Logits compared at once when a target's rank is counted (bounds the comparison's temporaries to ~5 MiB)."""
+TOP_BLOCK = 256
+"""Block width of the CPU top-k (:func:`_top_ids`): a max per block, then a top-k over the best ``k`` blocks."""
 
 
 @dataclass
@@ -86,8 +90,8 @@ def row_chunk(vocab: int, chunk_size: int | None = None, rows: int | None = None
         ValueError: ``chunk_size`` is not a positive int.
 
     Examples:
-        >>> row_chunk(50257), row_chunk(300, 7), row_chunk(50257, rows=512), row_chunk(50257, rows=100)
-        (166, 7, 128, 100)
+        >>> row_chunk(128256), row_chunk(300, 7), row_chunk(128256, rows=1024), row_chunk(128256, rows=100)
+        (523, 7, 512, 100)
     """
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -140,37 +144,50 @@ def scan(
     t_lp = torch.empty(n_layers, rows, device=device) if target is not None else None
     t_rank = torch.empty(n_layers, rows, dtype=torch.long, device=device) if target is not None else None
     readout = decode if isinstance(decode, Readout) and decode.weight.dtype in (torch.float32, torch.float64) else None
+    fold = kl and readout is not None  # KL folded into the unembedding (module docstring)
     bar = tqdm(total=n_layers * -(-rows // step), desc=desc, disable=not progress, delay=2.0, leave=False)
     with torch.no_grad(), bar:
         for start in range(0, rows, step):
             part = slice(start, start + step)
             tgt = None if row_target is None else row_target[part]
             for layer in (n_layers - 1, *range(n_layers - 1)):  # the final layer first: KL needs its distribution
+                final = layer == n_layers - 1
                 if readout is not None:
                     normed = readout.norm(flat[layer, part][None])[0]
                     logits = readout.unembed(normed[None])[0].float()
                 else:
                     logits = decode(flat[layer, part][None])[0].float()
-                lp, lse, ids, t_own, rank = _reduce(logits, k, tgt, want_lse=kl_out is not None and readout is not None)
+                # The row maximum comes from the top-k (which needs the raw logits anyway: log-softmax is monotone).
+                ids = _top_ids(logits, max(k, 1)) if k or fold else None
+                peak = logits.gather(-1, ids[:, :1])[:, 0].double() if fold else None
+                lp = torch.log_softmax(logits, -1, out=logits)  # in place: the logits are not needed any more
+                del logits
                 if k:
-                    top_lp[layer, part], top_id[layer, part] = lp.gather(-1, ids), ids
+                    top_lp[layer, part], top_id[layer, part] = lp.gather(-1, ids[:, :k]), ids[:, :k]
+                own = None if tgt is None else lp.gather(-1, tgt)
                 if tgt is not None:
-                    t_lp[layer, part], t_rank[layer, part] = t_own, rank
-                if kl_out is not None:
-                    if layer == n_layers - 1:
-                        final_lse = lse
-                        if readout is not None:  # fold p_f into the unembedding; p_f itself is not kept
-                            final_normed = normed
-                            expected = lp.exp_() @ readout.weight.to(lp)
-                        else:
-                            p_final = lp.exp()
-                            neg_entropy = torch.linalg.vecdot(p_final, lp)
-                    elif readout is not None:
+                    t_lp[layer, part] = own[:, 0]
+                if fold:
+                    # logsumexp = max - log p(argmax), two exact float32 values: layer differences of it stay exact.
+                    lse = peak - lp.gather(-1, ids[:, :1])[:, 0].double()
+                    if final:  # fold p_f into the unembedding; p_f itself is not kept
+                        final_lse, final_normed = lse, normed
+                        if own is not None:  # counted before exp_ overwrites lp (once per slice)
+                            t_rank[layer, part] = _count_above(lp, own, in_place=False)
+                            own = None
+                        expected = lp.exp_() @ readout.weight.to(lp)
+                    else:
                         shift = (expected * (final_normed - normed).to(expected.dtype)).sum(-1, dtype=torch.float64)
                         kl_out[layer, part] = (shift + (lse - final_lse)).to(kl_out.dtype)
+                elif kl_out is not None:
+                    if final:
+                        p_final = lp.exp()  # [rows vocab], kept for the slice
+                        neg_entropy = torch.linalg.vecdot(p_final, lp)
                     else:
                         kl_out[layer, part] = neg_entropy - torch.linalg.vecdot(p_final, lp)
-                del lp, logits
+                if own is not None:
+                    t_rank[layer, part] = _count_above(lp, own, in_place=True)  # lp is spent after this
+                del lp
                 bar.update()
 
     def shaped(x: torch.Tensor | None) -> torch.Tensor | None:
@@ -180,26 +197,38 @@ def scan(
                        target_logprob=shaped(t_lp), target_rank=shaped(t_rank))
 
 
-def _reduce(
-    logits: Float[torch.Tensor, "rows vocab"], k: int, target: Int[torch.Tensor, "rows 1"] | None, want_lse: bool
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Log-softmax ``logits`` in place and read off what the lens keeps.
+def _top_ids(logits: Float[torch.Tensor, "rows vocab"], k: int) -> Int[torch.Tensor, "rows k"]:
+    """The ``k`` largest entries' ids per row, largest first (the same values as ``topk``; ties in any order).
 
-    Returns the log-probabilities (``logits``' own storage), ``logsumexp(logits)`` in float64 (if ``want_lse``), the
-    top-``k`` ids, and the target's log-probability and rank (``None`` where not asked for).
+    On a CPU with a large vocabulary, torch's top-k is a scalar selection over every entry; instead each row is
+    cut into blocks of :data:`TOP_BLOCK`, and a vectorised max per block picks the ``k`` blocks with the largest
+    maxima. Every one of the ``k`` largest entries lies in one of them (an entry in another block has ``k``
+    block maxima at least as large), so a top-k over those ``k`` blocks (and the ragged tail) is exact.
     """
-    # The row maximum comes from the top-k (which needs the raw logits anyway: log-softmax is monotone).
-    ids = logits.topk(max(k, 1), dim=-1).indices if k or want_lse else None
-    peak = logits.gather(-1, ids[:, :1])[:, 0].double() if want_lse else None
-    lp = torch.log_softmax(logits, -1, out=logits)  # in place: the logits are not needed any more
-    # logsumexp = max - log p(argmax), two exact float32 values: layer differences of it stay exact.
-    lse = peak - lp.gather(-1, ids[:, :1])[:, 0].double() if want_lse else None
-    own = rank = None
-    if target is not None:
-        own = lp.gather(-1, target)
-        # Counted a few rows at a time: a sum over a comparison casts it to an integer tensor as big as ``lp``.
-        group = max(1, RANK_ELEMENTS // lp.shape[-1])
-        rank = torch.cat([(lp[i : i + group] > own[i : i + group]).sum(-1, dtype=torch.int32)
-                          for i in range(0, lp.shape[0], group)])
-        own = own[:, 0]
-    return lp, lse, ids[:, :k] if k else None, own, rank
+    rows, vocab = logits.shape
+    blocks = vocab // TOP_BLOCK
+    if logits.device.type != "cpu" or blocks < 8 * k:
+        return logits.topk(k, dim=-1).indices
+    whole = blocks * TOP_BLOCK
+    best = logits[:, :whole].unflatten(-1, (blocks, TOP_BLOCK)).amax(-1).topk(k, dim=-1).indices  # [rows k]
+    within = torch.arange(TOP_BLOCK, device=logits.device)
+    candidates = (best[:, :, None] * TOP_BLOCK + within).flatten(1)  # [rows k*TOP_BLOCK]
+    if whole < vocab:
+        tail = torch.arange(whole, vocab, device=logits.device).expand(rows, -1)
+        candidates = torch.cat([candidates, tail], -1)
+    return candidates.gather(-1, logits.gather(-1, candidates).topk(k, dim=-1).indices)
+
+
+def _count_above(lp: Float[torch.Tensor, "rows vocab"], own: Float[torch.Tensor, "rows 1"],
+                 in_place: bool) -> Int[torch.Tensor, " rows"]:
+    """How many entries of each row are strictly greater than ``own`` (the target's rank).
+
+    ``in_place`` writes the comparison over ``lp`` as 0/1 floats and sums them (exact below 2**24 ones): one pass,
+    no temporary. Otherwise a sum over a boolean comparison, which first casts it to an int64 tensor as large as
+    its input, is taken an eighth of the rows at a time: temporaries of at most a quarter of ``lp``, and few
+    enough calls (small parallel regions are slow on a loaded machine: 8-row groups cost 10x the in-place count).
+    """
+    if in_place:
+        return torch.gt(lp, own, out=lp).sum(-1).long()
+    group = -(-lp.shape[0] // 8)
+    return torch.cat([(lp[i : i + group] > own[i : i + group]).sum(-1) for i in range(0, lp.shape[0], group)])

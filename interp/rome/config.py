@@ -60,8 +60,9 @@ class RomeConfig:
     """Stop optimising once the target NLL (nats per token) is below this, on average and on the bare prompt
     (a higher threshold stops sooner and spares more neighbours; 0.01 still kept dev efficacy on target)."""
     stats_samples: int = 1000
-    """Reference-world sequences (``n_ctx`` tokens each) for the key statistics ``C``; 0 uses the identity
-    (``C = I``: the plain minimum-norm update, for models without suitable text)."""
+    """Reference-world sequences (``n_ctx`` tokens each, at most 2048 on Llama 3: ``keys.stats_length``) for the key
+    statistics ``C``; 0 uses the identity (``C = I``: the plain minimum-norm update, for models without suitable
+    text)."""
     stats_tokens: int | None = None
     """Most tokens the key statistics read (whole sequences, rounded up); ``None`` sizes it for the model: what
     ``interp.heads.sizing.STATS_FLOPS`` of forward passes cover (7 x 1024 tokens on GPT-2 small; the reference

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import warnings
 import weakref
@@ -30,7 +31,7 @@ from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 from interp.core.tokens import Tokenized, pad_id, pad_right
 from interp.generation.decoding import generate
-from interp.heads.sizing import STATS_FLOPS, budget_tokens, rows_per_pass
+from interp.heads.sizing import PASS_BYTES, STATS_FLOPS, budget_tokens, rows_per_pass
 from interp.reference.world_text import world_tokens
 from interp.rome.config import RomeConfig
 from interp.tracing import subject_span
@@ -117,6 +118,17 @@ def stats_path(model: Any, layer: int, n: int) -> Path:
     return cache_dir() / f"{fingerprint(model)[:16]}-layer{layer}-n{n}.safetensors"
 
 
+def stats_length(model: Any) -> int:
+    """Tokens per default key-statistics sequence: the context, cut so that one row's attention scores of one layer
+    (``n_heads x pos x pos`` float32) fit :data:`interp.heads.sizing.PASS_BYTES`.
+
+    GPT-2 small (1024) and Pythia (2048) keep their context; Llama 3's 8192-token context becomes 2048, where one
+    row's scores would take 8.6 GB per tensor (and more tokens than the statistics' budget covers).
+    """
+    info = model_info(model)
+    return max(2, min(info.n_ctx, math.isqrt(PASS_BYTES // (4 * info.n_heads))))
+
+
 _PREFIXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -159,14 +171,16 @@ def key_stats(
     """Second moment ``C = E[k k^T]`` of block ``layer``'s MLP keys, over every token of ``n`` sequences.
 
     The default sequences are reference-world text packed like the training data (:func:`interp.reference.world_text.
-    world_tokens`, seed 1), ``n_ctx`` tokens each. Their number is capped so that they hold at most ``max_tokens``
-    tokens (rounded up to whole sequences); the default cap is what :data:`interp.heads.sizing.STATS_FLOPS` of
-    forward passes cover, 7 sequences of 1024 tokens on a GPT-2-small-shaped model and more than the 1000 x 64 tokens of
-    the default ``n`` on the reference models (so they are not capped). ``C`` is computed once per (model, layer,
-    sequence count) and cached on disk (:func:`stats_path`, named by the capped count; written through a
-    temporary file and a rename, so concurrent readers never see half a file). A cache file that cannot be read or
-    has the wrong shape is discarded with a warning and recomputed. With ``texts`` given those are used instead
-    (cut to the context window, never capped) and nothing is cached.
+    world_tokens`, seed 1), ``n_ctx`` tokens each, or fewer where one row's attention would outgrow
+    :data:`interp.heads.sizing.PASS_BYTES` (:func:`stats_length`: 2048 on Llama 3). Their number is capped so that
+    they hold at most ``max_tokens`` tokens (rounded up to whole sequences); the default cap is what
+    :data:`interp.heads.sizing.STATS_FLOPS` of forward passes cover, 7 sequences of 1024 tokens on a
+    GPT-2-small-shaped model and more than the 1000 x 64 tokens of the default ``n`` on the reference models (so
+    they are not capped). ``C`` is computed once per (model, layer, sequence count) and cached on disk
+    (:func:`stats_path`, named by the capped count; written through a temporary file and a rename, so concurrent
+    readers never see half a file). A cache file that cannot be read or has the wrong shape is discarded with a
+    warning and recomputed. With ``texts`` given those are used instead (cut to the context window, never capped)
+    and nothing is cached.
 
     Memory stays bounded whatever ``n``: the sequences run in chunks of at most
     :data:`interp.heads.sizing.PASS_BYTES` of activations, each pass stops after block ``layer``, and only the
@@ -176,14 +190,15 @@ def key_stats(
     path = None
     if texts is None:
         cap = budget_tokens(model, STATS_FLOPS) if max_tokens is None else max_tokens
-        n = max(1, min(n, -(-cap // info.n_ctx)))
+        seq_len = stats_length(model)
+        n = max(1, min(n, -(-cap // seq_len)))
         path = stats_path(model, layer, n)
         if path.is_file():
             cached = read_stats(path, info.d_mlp)
             if cached is not None:
                 return cached
-        tokens = world_tokens(model, n, seed=1)
-        batches = [Tokenized(t, torch.ones_like(t)) for t in tokens.split(rows_per_pass(model, info.n_ctx))]
+        tokens = world_tokens(model, n, seq_len, seed=1)
+        batches = [Tokenized(t, torch.ones_like(t)) for t in tokens.split(rows_per_pass(model, seq_len))]
     else:
         bos = [model.tokenizer.bos_token_id] if info.prepend_bos else []
         rows = [(bos + model.tokenizer.encode(t, add_special_tokens=False))[: info.n_ctx] for t in texts]
