@@ -4,7 +4,7 @@ Usage::
 
     python scripts/circuit_agreement.py [--models ref-gpt2 ref-llama] [--tasks induction ioi] [--seq-len 5]
         [--n-prompts 4] [--steps 5] [--json OUT]
-    python scripts/circuit_agreement.py --curve [--n-prompts 32] [--methods eap-ig eap]
+    python scripts/circuit_agreement.py --curve [--n-prompts 32] [--methods eap-ig eap acdc]
 
 For each model and task it scores every edge three ways on the same small batch (exact patching costs one
 forward per edge, so the batch is small): ``patching`` (exact), ``eap-ig`` and ``eap``. It prints, for each
@@ -76,16 +76,26 @@ def cell(name: str, task_name: str, seq_len: int, n_prompts: int, steps: int) ->
 
 
 def curve_rows(name: str, task_name: str, n_prompts: int, steps: int, methods: list[str]) -> list[str]:
-    """Faithfulness at 1/2/5/10/20% of the edges of each method's ranking, on the task at its default length."""
+    """Faithfulness at 1/2/5/10/20% of the graph's edges of each method's ranking, on the task at its default
+    length, and the seconds each method took. ACDC's circuit is the edges it kept: shares past it are left out
+    ("-"), and its own size and recovery come last."""
     model = interp.load(name, device="cpu")
     task = make_task(model, task_name, n_prompts=n_prompts)
     rows = []
     for method in methods:
+        start = time.perf_counter()
         circuit = find_circuit(model, task, method, steps=steps, progress=False)
-        curve = circuit.faithfulness([round(s * circuit.n_edges) for s in SHARES])
-        rows.append(f"| {name} {task_name} ({circuit.n_edges}, {task.clean.shape[0]}x{task.clean.shape[1]}) | "
-                    f"{method} | {curve.clean:.3f} / {curve.corrupted:.3f} | "
-                    + " | ".join(f"{x:.1%}" for x in curve.recovered) + " |")
+        seconds = time.perf_counter() - start
+        total = circuit.graph.n_edges
+        counts = [round(s * total) for s in SHARES]
+        inside = [c for c in counts if c <= circuit.n_edges]
+        curve = circuit.faithfulness(sorted({*inside, circuit.n_edges}))
+        found = dict(zip(curve.n_edges, curve.recovered, strict=True))
+        cells = [f"{found[c]:.1%}" if c in found else "-" for c in counts]
+        rows.append(f"| {name} {task_name} ({total}, {task.clean.shape[0]}x{task.clean.shape[1]}) | "
+                    f"{method} | {curve.clean:.3f} / {curve.corrupted:.3f} | " + " | ".join(cells)
+                    + f" | {circuit.n_edges} ({circuit.n_edges / total:.1%}): {found[circuit.n_edges]:.1%} | "
+                    f"{seconds:.0f} s |")
     return rows
 
 
@@ -122,7 +132,8 @@ def main() -> None:
         check_can_write(args.json, args.overwrite, "--overwrite")
     if args.curve:
         print("| model, task (edges, batch) | ranking | clean / corrupted | "
-              + " | ".join(f"{s:.0%}" for s in SHARES) + " |\n" + "|---" * (3 + len(SHARES)) + "|")
+              + " | ".join(f"{s:.0%}" for s in SHARES) + " | circuit (share): recovered | time |\n"
+              + "|---" * (5 + len(SHARES)) + "|")
         for name in args.models:
             for task_name in args.tasks:
                 print("\n".join(curve_rows(name, task_name, args.n_prompts, args.steps, args.methods)), flush=True)
