@@ -33,6 +33,9 @@ from interp.heads.sizing import rows_per_pass
 ABLATIONS = ("mean", "zero")
 """Supported ablation methods (see the module docstring)."""
 
+LOSS_BYTES = 2**26
+"""Logits (float32) whose log-softmax :func:`next_token_losses` takes at once (64 MiB; at least one row)."""
+
 
 def check_ablation(method: str) -> str:
     """Return ``method`` if it is one of :data:`ABLATIONS`.
@@ -49,8 +52,15 @@ def next_token_losses(
     logits: Float[torch.Tensor, "batch pos vocab"], tokens: Int[torch.Tensor, "batch pos"]
 ) -> Float[torch.Tensor, "batch pos"]:
     """Cross-entropy of predicting ``tokens[:, p + 1]`` from ``logits[:, p]``; the last position is 0."""
-    logprobs = logits[:, :-1].float().log_softmax(-1)
-    loss = -logprobs.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    # A few rows at a time: the log-softmax of the shifted (non-contiguous) logits takes a contiguous copy and an
+    # output, each the size of the logits; on a 128k vocabulary, for a whole ablation pass, that is 2.6 times the
+    # logits' own memory. Rows are independent, so the losses are the same bit for bit.
+    step = max(1, LOSS_BYTES // (4 * logits.shape[1] * logits.shape[2]))
+    targets = tokens[:, 1:, None]
+    loss = torch.cat([
+        -rows[:, :-1].float().log_softmax(-1).gather(-1, target).squeeze(-1)
+        for rows, target in zip(logits.split(step), targets.split(step))
+    ])
     return torch.nn.functional.pad(loss, (0, 1))
 
 
@@ -106,8 +116,10 @@ def head_ablation_losses(
                 rows = slice(start, start + chunk)
                 part = tokens[rows]
                 mask = None if attention_mask is None else attention_mask[rows]
-                logits = _run_ablated(model, part, mask, layer, heads, replacement, n_heads)
-                loss = next_token_losses(logits, part.repeat(len(heads), 1)).view(len(heads), *part.shape)
+                # The logits stay unnamed: a loop variable would keep one pass's logits alive through the next pass.
+                loss = next_token_losses(
+                    _run_ablated(model, part, mask, layer, heads, replacement, n_heads), part.repeat(len(heads), 1)
+                ).view(len(heads), *part.shape)
                 out[layer, heads] += (loss * loss_mask[rows].to(loss.dtype)).sum((-2, -1)).cpu()
     return out / count.cpu()
 

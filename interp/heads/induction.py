@@ -307,19 +307,28 @@ def induction_stripe(
     return patterns.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1)[..., -seq_len:]
 
 
-def unembed_through_final_norm(model: Any, info: ModelInfo) -> Float[torch.Tensor, "d_model vocab"]:
-    """The unembedding as seen from the residual stream through the final norm's linear part.
+def unembed_through_final_norm(
+    model: Any, info: ModelInfo, columns: Int[torch.Tensor, " n"]
+) -> Float[torch.Tensor, "d_model n"]:
+    """Columns ``columns`` of the unembedding as seen from the residual stream through the final norm's linear part.
 
-    ``diag(gain) @ W_U``, with the residual centred first for LayerNorm, and each row centred over
-    the vocabulary (softmax ignores a shift shared by all logits).
+    ``diag(gain) @ W_U``, with the residual centred first for LayerNorm, and each row centred over the whole
+    vocabulary (softmax ignores a shift shared by all logits), in float64. Only the requested columns are built: a
+    float64 copy of the whole ``[d_model, vocab]`` matrix is 2.1 GB on a Llama-3-shaped model (128k tokens), and
+    the centring took a second one. Centring is linear, so the row means it subtracts come from the row means of
+    ``W_U`` alone, summed in float64 over slices of the vocabulary.
     """
-    w_u = model.W_U.detach().double()
+    w_u = model.W_U.detach()  # [d_model vocab]
     gain = getattr(getattr(model.ln_final, "original_component", None), "weight", None)
-    if gain is not None:
-        w_u = gain.detach().double()[:, None] * w_u
+    gain = torch.ones(info.d_model, dtype=torch.float64, device=w_u.device) if gain is None else gain.detach().double()
+    step = max(1, 2**23 // info.d_model)  # vocabulary slice whose float64 copy is 64 MiB
+    row_mean = sum(part.double().sum(1) for part in w_u.split(step, dim=1)) / w_u.shape[1]
+    row_mean = gain * row_mean  # [d_model]: row means of diag(gain) @ W_U
+    u = gain[:, None] * w_u[:, columns.to(w_u.device)].double()  # [d_model n]
     if info.norm == "layernorm":
-        w_u = w_u - w_u.mean(0, keepdim=True)
-    return w_u - w_u.mean(1, keepdim=True)
+        u = u - u.mean(0, keepdim=True)  # a column's own centring
+        row_mean = row_mean - row_mean.mean()  # the row means of the column-centred matrix
+    return u - row_mean[:, None]
 
 
 def copying_scores(
@@ -328,14 +337,15 @@ def copying_scores(
     """Eigenvalue copying score per head (see :func:`find_induction_heads`), all heads at once."""
     # float64: the score is a ratio of sums of small eigenvalues, and float32 loses several digits of it
     # on near-random heads.
-    u = unembed_through_final_norm(model, info).double()[:, tokens[:, source].flatten()]  # [d_model n]
-    w_o = model.W_O.detach().double()  # [layer head d_head d_model]
-    out = torch.einsum("lhdm,mn->lhnd", w_o, u)  # what each source token's logit gets per value direction
-    values = torch.stack([cap.v(layer, expand=True)[:, source] for layer in range(info.n_layers)])
-    values = values.double().flatten(1, 2).transpose(1, 2)  # [layer head n d_head]
-    # M = values @ out^T is n x n of rank <= d_head; its non-zero eigenvalues are those of out^T @ values.
-    small = torch.einsum("lhnd,lhne->lhde", out, values)
-    eig = torch.linalg.eigvals(small)
+    u = unembed_through_final_norm(model, info, tokens[:, source].flatten())  # [d_model n]
+    w_o = model.W_O.detach()  # [layer head d_head d_model]
+    small = []
+    for layer in range(info.n_layers):  # a layer at a time: all of W_O in float64 is 0.5 GB on a 1B model
+        out = torch.einsum("hdm,mn->hnd", w_o[layer].double(), u)  # what each source token's logit gets per value
+        values = cap.v(layer, expand=True)[:, source].double().flatten(0, 1).transpose(0, 1)  # [head n d_head]
+        # M = values @ out^T is n x n of rank <= d_head; its non-zero eigenvalues are those of out^T @ values.
+        small.append(torch.einsum("hnd,hne->hde", out, values))
+    eig = torch.linalg.eigvals(torch.stack(small))  # [layer head d_head]
     return (eig.real.sum(-1) / eig.abs().sum(-1).clamp(min=torch.finfo(torch.float64).tiny)).float()
 
 
