@@ -13,7 +13,8 @@ import torch
 from interp.core.model_info import model_info
 from interp.heads import ablation
 from interp.heads.ablation import next_token_losses
-from interp.heads.induction import copying_scores, repeated_random_tokens, unembed_through_final_norm
+from interp.core.unembedding import centred_unembed
+from interp.heads.induction import copying_scores, repeated_random_tokens
 
 
 def whole_unembed(model):
@@ -40,8 +41,11 @@ def whole_copying_scores(model, cap, tokens, source):
 
 def test_unembed_columns_equal_whole_matrix(tiny_model):
     columns = torch.tensor([0, 3, 3, 17, model_info(tiny_model).d_vocab - 1])
-    torch.testing.assert_close(unembed_through_final_norm(tiny_model, model_info(tiny_model), columns),
-                               whole_unembed(tiny_model)[:, columns], atol=1e-12, rtol=0)
+    before = tiny_model.W_U.detach().clone()
+    torch.testing.assert_close(centred_unembed(tiny_model, columns), whole_unembed(tiny_model)[:, columns],
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(centred_unembed(tiny_model), whole_unembed(tiny_model), atol=1e-12, rtol=0)
+    assert torch.equal(tiny_model.W_U, before)  # built in copies: the model is untouched
 
 
 def test_copying_scores_equal_whole_computation(tiny_model):

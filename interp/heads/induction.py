@@ -23,6 +23,7 @@ from interp.core.hooks import layer_names
 from interp.core.locking import holds_model
 from interp.core.model_info import ModelInfo, display_name, model_info
 from interp.core.tokens import bos_offset
+from interp.core.unembedding import centred_unembed
 from interp.heads.ablation import (
     batch_mean,
     check_ablation,
@@ -307,37 +308,13 @@ def induction_stripe(
     return patterns.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1)[..., -seq_len:]
 
 
-def unembed_through_final_norm(
-    model: Any, info: ModelInfo, columns: Int[torch.Tensor, " n"]
-) -> Float[torch.Tensor, "d_model n"]:
-    """Columns ``columns`` of the unembedding as seen from the residual stream through the final norm's linear part.
-
-    ``diag(gain) @ W_U``, with the residual centred first for LayerNorm, and each row centred over the whole
-    vocabulary (softmax ignores a shift shared by all logits), in float64. Only the requested columns are built: a
-    float64 copy of the whole ``[d_model, vocab]`` matrix is 2.1 GB on a Llama-3-shaped model (128k tokens), and
-    the centring took a second one. Centring is linear, so the row means it subtracts come from the row means of
-    ``W_U`` alone, summed in float64 over slices of the vocabulary.
-    """
-    w_u = model.W_U.detach()  # [d_model vocab]
-    gain = getattr(getattr(model.ln_final, "original_component", None), "weight", None)
-    gain = torch.ones(info.d_model, dtype=torch.float64, device=w_u.device) if gain is None else gain.detach().double()
-    step = max(1, 2**23 // info.d_model)  # vocabulary slice whose float64 copy is 64 MiB
-    row_mean = sum(part.double().sum(1) for part in w_u.split(step, dim=1)) / w_u.shape[1]
-    row_mean = gain * row_mean  # [d_model]: row means of diag(gain) @ W_U
-    u = gain[:, None] * w_u[:, columns.to(w_u.device)].double()  # [d_model n]
-    if info.norm == "layernorm":
-        u = u - u.mean(0, keepdim=True)  # a column's own centring
-        row_mean = row_mean - row_mean.mean()  # the row means of the column-centred matrix
-    return u - row_mean[:, None]
-
-
 def copying_scores(
     model: Any, info: ModelInfo, cap: Any, tokens: torch.Tensor, source: slice
 ) -> Float[torch.Tensor, "layer head"]:
     """Eigenvalue copying score per head (see :func:`find_induction_heads`), all heads at once."""
     # float64: the score is a ratio of sums of small eigenvalues, and float32 loses several digits of it
     # on near-random heads.
-    u = unembed_through_final_norm(model, info, tokens[:, source].flatten())  # [d_model n]
+    u = centred_unembed(model, tokens[:, source].flatten())  # [d_model n]
     w_o = model.W_O.detach()  # [layer head d_head d_model]
     small = []
     for layer in range(info.n_layers):  # a layer at a time: all of W_O in float64 is 0.5 GB on a 1B model

@@ -23,6 +23,7 @@ import numpy as np
 
 from interp.core.hooks import hook_name, site_of
 from interp.core.model_info import model_info
+from interp.core.unembedding import centred_unembed
 
 RESIDUAL_SITES = frozenset({"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "embed", "pos_embed"})
 """Sites whose activations live in the residual stream."""
@@ -41,14 +42,7 @@ def readout_kind(hook: str) -> str | None:
 def readout(model: Any, hooks: list[str]) -> dict[str, np.ndarray]:
     """``unembed`` ``[d_model vocab]`` and ``write.<j>`` ``[d_site d_model]`` for each site ``j`` that needs one."""
     info = model_info(model)
-    w_u = model.W_U.detach().double().cpu()
-    gain = getattr(getattr(model.ln_final, "original_component", None), "weight", None)
-    if gain is not None:
-        w_u = gain.detach().double().cpu()[:, None] * w_u
-    if info.norm == "layernorm":
-        w_u = w_u - w_u.mean(0, keepdim=True)
-    w_u = w_u - w_u.mean(1, keepdim=True)
-    out = {"unembed": w_u.float().numpy()}
+    out = {"unembed": centred_unembed(model).float().cpu().numpy()}
     for j, hook in enumerate(hooks):
         if readout_kind(hook) != "write":
             continue
