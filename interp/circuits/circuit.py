@@ -1,6 +1,7 @@
 """Find a circuit: score every edge of the model's graph on a task, keep the strongest, and check what they recover.
 
-:func:`find_circuit` scores edges by EAP-IG (default), EAP or exact patching and returns a :class:`Circuit`.
+:func:`find_circuit` scores edges by EAP-IG (default), EAP, exact patching, ACDC or Edge Pruning and returns a
+:class:`Circuit`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from jaxtyping import Bool, Float
 from interp.circuits.acdc import DEFAULT_THRESHOLD, acdc_scores
 from interp.circuits.attribution import eap_scores
 from interp.circuits.edge_patching import exact_scores, patched_metrics
+from interp.circuits.edge_pruning import edge_pruning_scores
 from interp.circuits.graph import EdgeGraph
 from interp.circuits.plots import circuit_figure, faithfulness_figure
 from interp.circuits.tasks import CircuitTask, make_task, pairs_task
 from interp.core.locking import holds_model
 from interp.core.model_info import model_info
 
-METHODS = ("eap", "eap-ig", "patching", "acdc")
+METHODS = ("eap", "eap-ig", "patching", "acdc", "edge-pruning")
 """Edge-scoring methods of :func:`find_circuit`."""
 
 
@@ -68,10 +70,11 @@ class Circuit:
     Attributes:
         graph: The model's :class:`~interp.circuits.graph.EdgeGraph` (node names as in the public EAP-IG code).
         task: The clean/corrupted prompts and metric the scores were computed on.
-        method: ``"eap"``, ``"eap-ig"``, ``"patching"`` or ``"acdc"``.
+        method: ``"eap"``, ``"eap-ig"``, ``"patching"``, ``"acdc"`` or ``"edge-pruning"``.
         scores: ``[sender receiver]`` estimated (or, for ``"patching"``, measured) metric change when the edge
             alone carries its corrupted value; for ``"acdc"``, the measured change when its removal was tried in
-            the circuit left at that point. 0 where no edge exists. The sign is kept: with a loss metric
+            the circuit left at that point; for ``"edge-pruning"``, the learned keep-probability (positive,
+            higher = keep; not a metric change). 0 where no edge exists. The sign is kept: with a loss metric
             (induction) important edges score positive, with a logit difference negative.
         kept: ``[sender receiver]`` edges in the circuit: every edge, except after :meth:`prune` and for
             ``"acdc"``, whose circuit is the edges it kept.
@@ -178,6 +181,7 @@ def find_circuit(
     steps: int = 5,
     metric: Callable[[torch.Tensor], torch.Tensor] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    n_edges: int | None = None,
     progress: bool = True,
 ) -> Circuit:
     """Score every edge of ``model``'s graph on ``task`` and return the :class:`Circuit` (unpruned, except by ACDC).
@@ -190,7 +194,9 @@ def find_circuit(
         method: ``"eap-ig"`` (EAP with integrated gradients, ``steps`` steps), ``"eap"`` (one gradient), or
             ``"patching"`` (exact: one patched run per edge; for small graphs), or ``"acdc"`` (edges removed one
             at a time in the circuit left so far, see :mod:`interp.circuits.acdc`; one run per edge, for small
-            graphs; the circuit returned holds the edges ACDC kept).
+            graphs; the circuit returned holds the edges ACDC kept), or ``"edge-pruning"`` (a mask over all
+            edges learned by gradient descent, see :mod:`interp.circuits.edge_pruning`; scores are keep-probabilities,
+            every edge stays in the circuit: :meth:`Circuit.prune` to the target).
         seq_len: Length of the repeated span for ``"induction"`` (default ``min(40, (n_ctx - 1) // 2)``).
         n_prompts: Prompts of a built-in task.
         seed: Seed of the task's prompts.
@@ -198,6 +204,7 @@ def find_circuit(
         metric: ``logits [batch pos vocab] -> scalar`` for ``(clean, corrupted)`` prompts (default: logit of the
             clean run's top next token minus that of the corrupted run's, at the last position).
         threshold: ACDC's share of the clean-corrupted gap that removing one edge may cost (``"acdc"`` only).
+        n_edges: Edge Pruning's target circuit size (``"edge-pruning"`` only; default 5% of the graph's edges).
         progress: Show progress bars.
 
     Raises:
@@ -223,6 +230,8 @@ def find_circuit(
     elif method == "acdc":
         scores, kept = acdc_scores(model, graph, task, threshold=threshold, progress=progress)
         return Circuit(graph, task, method, scores, kept, model)
+    elif method == "edge-pruning":
+        scores = edge_pruning_scores(model, graph, task, n_edges=n_edges, progress=progress)
     else:
         scores = eap_scores(model, graph, task, steps=steps if method == "eap-ig" else None, progress=progress)
     return Circuit(graph, task, method, scores.cpu(), graph.valid.clone(), model)

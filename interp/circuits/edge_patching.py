@@ -14,6 +14,10 @@ How each receiver is patched through the hook layer:
 - the logits: the last ``resid_post`` gets ``+ delta``.
 
 Many masks run at once: variant ``e`` of a chunk is rows ``e * batch .. (e + 1) * batch`` of one big batch.
+
+:func:`masked_logits` runs the same patching with a float mask and gradients (Edge Pruning,
+:mod:`interp.circuits.edge_pruning`): edge ``s -> r`` carries ``keep[s, r]`` of its clean value, and every receiver
+is recomputed from its (patched) input so that gradients reach every entry.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from interp.circuits.attribution import sender_outputs
@@ -54,10 +58,31 @@ def patched_metrics(
     return torch.stack(values).float().cpu()
 
 
+def masked_logits(
+    model: Any, reads: Reads, graph: EdgeGraph, clean: Int[torch.Tensor, "batch pos"],
+    corrupted: Float[torch.Tensor, "batch pos sender d_model"], keep: Float[torch.Tensor, "sender receiver"],
+) -> Float[torch.Tensor, "batch pos vocab"]:
+    """Logits of the clean run where each edge ``s -> r`` carries ``keep[s, r]`` of its clean value, differentiable.
+
+    Receiver ``r`` reads ``in_r + sum_s (1 - keep[s, r]) (out_s(corrupted) - out_s(this run))`` over valid edges:
+    ``keep`` all ones is the clean run, all zeros the corrupted one, a 0/1 ``keep`` the same as
+    :func:`patched_metrics` with ``removed = valid & ~keep``. Runs with gradients (the caller's autograd mode);
+    ``corrupted`` is :func:`interp.circuits.attribution.sender_outputs`' first output on the corrupted prompts.
+    """
+    removed = (1 - keep) * graph.valid.to(keep.device, keep.dtype)
+    return _patched_run(model, reads, graph, clean, corrupted, removed)
+
+
 def _patched_run(
     model: Any, reads: Reads, graph: EdgeGraph, clean: torch.Tensor, corrupted: torch.Tensor, removed: torch.Tensor
 ) -> torch.Tensor:
+    """Boolean ``removed [variant sender receiver]``: the variants' logits stacked on the batch, under no_grad,
+    receivers with no removed edge left as they are. Float ``removed [sender receiver]`` (the share of each edge
+    patched): one variant, with gradients, every receiver recomputed (see :func:`masked_logits`)."""
     info = reads.info
+    soft = removed.is_floating_point()
+    if soft:
+        removed = removed[None]
     n_var, batch = len(removed), len(clean)
     mask = removed.to(corrupted.device, corrupted.dtype)
     # ``corrupted - this run`` per block of senders as it is written, sender-major so a receiver group's delta is one
@@ -78,7 +103,7 @@ def _patched_run(
         total = None
         for first, diff in diffs:
             m = mask[:, first:first + diff.shape[1], receivers]
-            if not m.any():
+            if not soft and not m.any():
                 continue
             part = torch.bmm(m.transpose(1, 2), diff)
             total = part if total is None else total + part
@@ -107,8 +132,10 @@ def _patched_run(
             d = delta(receivers)
             if d is None:
                 return None
-            touched = removed[:, :, receivers].any(1)  # [variant n]
             new = reads.project(which, layer, state["pre"][:, :, None] + d)
+            if soft:
+                return new.to(x.dtype)
+            touched = removed[:, :, receivers].any(1)  # [variant n]
             keep = touched.repeat_interleave(batch, 0)[:, None, :, None].to(x.device)
             return torch.where(keep, new.to(x.dtype), x)
 
@@ -138,7 +165,7 @@ def _patched_run(
         hooks.append((hook_name("resid_mid", layer), add_to(graph.mlp_receiver(layer))))
         hooks.append((hook_name("mlp_out", layer), on_mlp))
     hooks.append((hook_name("resid_post", info.n_layers - 1), add_to(len(graph.receivers) - 1)))
-    with torch.no_grad(), hooked(model, hooks):
+    with torch.set_grad_enabled(soft and torch.is_grad_enabled()), hooked(model, hooks):
         return model(clean.repeat(n_var, 1))
 
 

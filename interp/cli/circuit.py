@@ -13,7 +13,8 @@ def circuit(
     model: ModelOption = "ref-gpt2",
     task: Annotated[str, typer.Option("--task", "-t", help="induction, ioi or facts.")] = "induction",
     method: Annotated[str, typer.Option(
-        help="eap-ig, eap, patching (exact; one run per edge) or acdc (joint search; one run per edge).")] = "eap-ig",
+        help="eap-ig, eap, patching (exact; one run per edge), acdc (joint search; one run per edge) or "
+             "edge-pruning (a mask learned by gradient descent; 400 masked forward-and-backwards).")] = "eap-ig",
     n_prompts: Annotated[int, typer.Option(help="Prompts of the task.")] = 32,
     seq_len: Annotated[int | None, typer.Option(help="Induction span length (default min(40, (n_ctx-1)//2)).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the task's prompts.")] = 0,

@@ -1,0 +1,122 @@
+"""Edge Pruning: the float-masked run against exact edge patching, its gradient, and the planted wiring."""
+
+from __future__ import annotations
+
+import planted_heads
+import pytest
+import torch
+
+import interp
+from interp.circuits import CircuitTask, EdgeGraph, find_circuit, make_task
+from interp.circuits.attribution import sender_outputs
+from interp.circuits.edge_patching import masked_logits, patched_metrics
+from interp.circuits.edge_pruning import edge_pruning_scores
+from interp.circuits.reads import Reads
+from test_circuits import _logit_diff_induction
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Hundreds of small masked forward-and-backwards: threads only contend (10-30x slower on a loaded 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def setup(request, tiny_gpt2, tiny_llama):
+    model = tiny_gpt2 if request.param == "gpt2" else tiny_llama
+    graph = EdgeGraph.for_model(model)
+    base = make_task(model, "induction", seq_len=5, n_prompts=3, seed=2)
+    right = base.clean[:, -4:]
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        """The clean next tokens' summed logits on the second copy: the random model's induction loss barely moves."""
+        return logits[:, -5:-1].float().gather(-1, right[..., None]).sum()
+
+    task = CircuitTask("next-logit", base.clean, base.corrupted, metric)
+    reads = Reads.of(model)
+    corrupted = sender_outputs(model, reads, task.corrupted)[0].detach()
+    return model, graph, task, reads, corrupted
+
+
+def _masked_metric(setup, keep: torch.Tensor) -> torch.Tensor:
+    model, graph, task, reads, corrupted = setup
+    return task.metric(masked_logits(model, reads, graph, task.clean, corrupted, keep))
+
+
+def test_float_mask_matches_boolean_patching(setup):
+    """All ones is the clean run, all zeros the corrupted one, and a random 0/1 mask the same boolean patching."""
+    model, graph, task, _, corrupted = setup
+    kept = (torch.rand(graph.valid.shape, generator=torch.Generator().manual_seed(0)) < 0.5) & graph.valid
+    removed = torch.stack([torch.zeros_like(graph.valid), graph.valid, graph.valid & ~kept])
+    clean, corrupt, random = patched_metrics(model, graph, task, removed, corrupted=corrupted).tolist()
+    with torch.no_grad():
+        ones, zeros, mixed = (float(_masked_metric(setup, k)) for k in (
+            torch.ones(graph.valid.shape), torch.zeros(graph.valid.shape), kept.float()))
+    assert abs(clean - corrupt) > 1e-3
+    assert ones == pytest.approx(clean, abs=1e-5) and zeros == pytest.approx(corrupt, abs=1e-5)
+    assert mixed == pytest.approx(random, abs=1e-5)
+
+
+def test_mask_gradient_matches_finite_difference(setup):
+    """d metric / d keep[s, r] by autograd equals a central difference, for a few edges at a random float mask."""
+    _, graph, _, _, _ = setup
+    gen = torch.Generator().manual_seed(1)
+    base = torch.rand(graph.valid.shape, generator=gen, dtype=torch.float64).float()
+    keep = base.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(_masked_metric(setup, keep), [keep])
+    edges = graph.valid.nonzero()
+    eps = 1e-2
+    for s, r in edges[torch.randperm(len(edges), generator=gen)[:3]].tolist():
+        plus, minus = base.clone(), base.clone()
+        plus[s, r] += eps
+        minus[s, r] -= eps
+        with torch.no_grad():
+            slope = (float(_masked_metric(setup, plus)) - float(_masked_metric(setup, minus))) / (2 * eps)
+        assert float(grad[s, r]) == pytest.approx(slope, rel=0.02, abs=1e-4)
+    assert bool((grad[~graph.valid] == 0).all())  # invalid entries are ignored
+
+
+def test_edge_pruning_scores_are_keep_probabilities(setup):
+    model, graph, task, _, _ = setup
+    scores = edge_pruning_scores(model, graph, task, n_edges=10, steps=6)
+    again = edge_pruning_scores(model, graph, task, n_edges=10, steps=6)
+    assert torch.equal(scores, again)  # deterministic
+    assert bool(torch.isfinite(scores).all()) and bool((scores[~graph.valid] == 0).all())
+    assert bool(((scores[graph.valid] > 0) & (scores[graph.valid] < 1)).all())
+    assert not any(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="n_edges"):
+        edge_pruning_scores(model, graph, task, n_edges=0, steps=1)
+
+
+@pytest.fixture(scope="module")
+def planted_soft(tmp_path_factory):
+    """The planted wiring at finite temperature, as in test_circuits.py."""
+    gen = torch.Generator().manual_seed(11)
+    prev, ind = (int(i) for i in torch.randperm(planted_heads.N_HEADS, generator=gen)[:2])
+    folder = planted_heads.build(tmp_path_factory.mktemp("planted-pruning"), prev, ind, 0.3, sharpness=0.15)
+    model = interp.load(folder, device="cpu")
+    wiring = {(f"a0.h{prev}", f"a1.h{ind}<k>"), (f"a1.h{ind}", "logits"), ("input", f"a1.h{ind}<q>"),
+              ("input", f"a1.h{ind}<v>"), ("input", f"a0.h{prev}<v>")}
+    return model, wiring
+
+
+def test_planted_edges_come_first(planted_soft):
+    """With a target of five edges and 100 steps, the learned mask's five strongest edges are the planted ones."""
+    model, wiring = planted_soft
+    graph = EdgeGraph.for_model(model)
+    scores = edge_pruning_scores(model, graph, _logit_diff_induction(model), n_edges=5, steps=100)
+    top = scores.flatten().topk(len(wiring)).indices.tolist()
+    assert {(graph.senders[i // scores.shape[1]], graph.receivers[i % scores.shape[1]]) for i in top} == wiring
+
+
+@pytest.mark.slow
+def test_find_circuit_edge_pruning_on_planted(planted_soft):
+    """find_circuit's defaults (400 steps): a Circuit of every edge, finite scores, the planted edges first."""
+    model, wiring = planted_soft
+    circuit = find_circuit(model, _logit_diff_induction(model), "edge-pruning", n_edges=5, progress=False)
+    assert circuit.method == "edge-pruning" and circuit.n_edges == circuit.graph.n_edges
+    assert bool(torch.isfinite(circuit.scores).all())
+    assert {(s, r) for s, r, _ in circuit.edges()[:5]} == wiring
