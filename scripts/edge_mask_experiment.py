@@ -82,7 +82,6 @@ def search(
     lag = torch.zeros(2, requires_grad=True)  # Lagrange multipliers (maximised)
     lag_opt = torch.optim.Adam([lag], lr=lag_lr, maximize=True)
     gamma, zeta = -0.1, 1.1
-    n_all = graph.n_edges
     t0 = time.time()
     for step in range(steps):
         frac = min(1.0, step / max(1, warmup * steps))

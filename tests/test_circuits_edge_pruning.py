@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import planted_heads
 import pytest
 import torch
+from test_circuits import planted_soft  # noqa: F401 (the planted wiring at finite temperature, a fixture)
 
-import interp
 from interp.circuits import CircuitTask, EdgeGraph, find_circuit, make_task
 from interp.circuits.attribution import sender_outputs
 from interp.circuits.edge_patching import masked_logits, patched_metrics
 from interp.circuits.edge_pruning import edge_pruning_scores
 from interp.circuits.reads import Reads
-from test_circuits import _logit_diff_induction
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -91,32 +89,21 @@ def test_edge_pruning_scores_are_keep_probabilities(setup):
         edge_pruning_scores(model, graph, task, n_edges=0, steps=1)
 
 
-@pytest.fixture(scope="module")
-def planted_soft(tmp_path_factory):
-    """The planted wiring at finite temperature, as in test_circuits.py."""
-    gen = torch.Generator().manual_seed(11)
-    prev, ind = (int(i) for i in torch.randperm(planted_heads.N_HEADS, generator=gen)[:2])
-    folder = planted_heads.build(tmp_path_factory.mktemp("planted-pruning"), prev, ind, 0.3, sharpness=0.15)
-    model = interp.load(folder, device="cpu")
-    wiring = {(f"a0.h{prev}", f"a1.h{ind}<k>"), (f"a1.h{ind}", "logits"), ("input", f"a1.h{ind}<q>"),
-              ("input", f"a1.h{ind}<v>"), ("input", f"a0.h{prev}<v>")}
-    return model, wiring
-
-
-def test_planted_edges_come_first(planted_soft):
+def test_planted_edges_come_first(planted_soft):  # noqa: F811 (the fixture imported above)
     """With a target of five edges and 100 steps, the learned mask's five strongest edges are the planted ones."""
-    model, wiring = planted_soft
+    model, wiring, task, _ = planted_soft
+    wiring = set(wiring)
     graph = EdgeGraph.for_model(model)
-    scores = edge_pruning_scores(model, graph, _logit_diff_induction(model), n_edges=5, steps=100)
+    scores = edge_pruning_scores(model, graph, task, n_edges=5, steps=100)
     top = scores.flatten().topk(len(wiring)).indices.tolist()
     assert {(graph.senders[i // scores.shape[1]], graph.receivers[i % scores.shape[1]]) for i in top} == wiring
 
 
 @pytest.mark.slow
-def test_find_circuit_edge_pruning_on_planted(planted_soft):
+def test_find_circuit_edge_pruning_on_planted(planted_soft):  # noqa: F811
     """find_circuit's defaults (400 steps): a Circuit of every edge, finite scores, the planted edges first."""
-    model, wiring = planted_soft
-    circuit = find_circuit(model, _logit_diff_induction(model), "edge-pruning", n_edges=5, progress=False)
+    model, wiring, task, _ = planted_soft
+    circuit = find_circuit(model, task, "edge-pruning", n_edges=5, progress=False)
     assert circuit.method == "edge-pruning" and circuit.n_edges == circuit.graph.n_edges
     assert bool(torch.isfinite(circuit.scores).all())
-    assert {(s, r) for s, r, _ in circuit.edges()[:5]} == wiring
+    assert {(s, r) for s, r, _ in circuit.edges()[:5]} == set(wiring)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from interp.core.model_info import model_info
+from interp.core.unembedding import centred_unembed
 from interp.heads import ablation
 from interp.heads.ablation import next_token_losses
-from interp.core.unembedding import centred_unembed
 from interp.heads.induction import copying_scores, repeated_random_tokens
 
 

@@ -59,7 +59,7 @@ def next_token_losses(
     targets = tokens[:, 1:, None]
     loss = torch.cat([
         -rows[:, :-1].float().log_softmax(-1).gather(-1, target).squeeze(-1)
-        for rows, target in zip(logits.split(step), targets.split(step))
+        for rows, target in zip(logits.split(step), targets.split(step), strict=True)
     ])
     return torch.nn.functional.pad(loss, (0, 1))
 
