@@ -78,9 +78,9 @@ def edge_pruning_scores(
         raise ValueError(f"steps={steps}; must be >= 0")
     reads = Reads.of(model)
     corrupted = sender_outputs(model, reads, task.corrupted)[0].detach()
-    with torch.no_grad():
-        clean = float(task.metric(model(task.clean)))
-        floor = float(patched_metrics(model, graph, task, graph.valid[None], corrupted=corrupted)[0])
+    # The clean run (no edge removed) and the corrupted one (every edge removed) in one batched patched run.
+    ends = torch.stack([torch.zeros_like(graph.valid), graph.valid])
+    clean, floor = (float(x) for x in patched_metrics(model, graph, task, ends, corrupted=corrupted))
     gap = floor - clean
     if gap == 0:
         raise ValueError(f"{task.name}: the clean and corrupted runs give the same metric ({clean:.4g}); "
