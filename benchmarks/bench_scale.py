@@ -94,7 +94,8 @@ def _rome_parts(model: Any, layer: int) -> tuple[Any, Any]:
 
     config = rome.RomeConfig().sized(model)  # the steps and prefixes the edit runs with on this model
     subject, prompt = ROME["subject"], ROME["prompt"]
-    texts = [prompt.format(subject)] + [p + config.prefix_sep + prompt.format(subject) for p in rome.prefixes(model, config)]
+    fact = prompt.format(subject)
+    texts = [fact] + [p + config.prefix_sep + fact for p in rome.prefixes(model, config)]
     target_ids = model.tokenizer.encode(ROME["target"], add_special_tokens=False)
     rows = [tokenize(model, t).tokens[0].tolist() + target_ids[:-1] for t in texts]
     rows.append(tokenize(model, rome.KL_PROMPT.format(subject)).tokens[0].tolist())
@@ -242,7 +243,7 @@ def _slope(points: list[tuple[int, float]]) -> float | None:
         return None
     xs, ys = [math.log(n) for n, _ in points], [math.log(v) for _, v in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def _mb(value: float | None) -> str:
@@ -269,7 +270,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Ratio], list[str]]:
             "repeats": args.repeats, "repeat_under_s": args.repeat_under_s}
     ratios: list[Ratio] = []
     lines = _Table()
-    for line in [f"bench_scale: {base['device']}, {base['dtype']}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+    for line in [f"bench_scale: {base['device']}, {base['dtype']}, {os.cpu_count()} CPUs, "
+             f"load {os.getloadavg()[0]:.1f}",
              f"{'model':<12} {'tokens':>6} {'analysis':<18} {'time s':>8} {'x base':>7} {'target':>6} "
              f"{'peak MB':>8} {'x fwd':>6} {'ok':>3}  note"]:
         lines.append(line)
@@ -285,7 +287,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Ratio], list[str]]:
                 forward[n] = _spawn({**spec0, "analysis": "forward", "seq": n}, args.timeout, env)
                 _row(lines, name, n, "forward", forward[n], None, None, forward[n], "")
                 for analysis in [a for a in args.analyses if a in LENGTH_ANALYSES]:
-                    r = results.setdefault(analysis, {})[n] = _spawn({**spec0, "analysis": analysis, "seq": n}, args.timeout, env)
+                    r = _spawn({**spec0, "analysis": analysis, "seq": n}, args.timeout, env)
+                    results.setdefault(analysis, {})[n] = r
                     base_key = "floor_s" if analysis == "logit_lens" else "forward_s"
                     ratio = r["time"] / r[base_key] if "time" in r else None
                     note = "vs floor (fwd + unembed/log-softmax per layer)" if analysis == "logit_lens" else ""
@@ -295,9 +298,10 @@ def measure(args: argparse.Namespace) -> tuple[list[Ratio], list[str]]:
                     _collect(ratios, f"{name}/{n}/{analysis}", ratio, TARGETS[analysis], r, forward[n])
                     if "transformer_lens_s" in r:
                         tl = r["transformer_lens_s"]
-                        lines.append(f"{'':<12} {n:>6} {'  vs TL cache':<18} {tl:>8.3f} {r['time'] / tl:>7.2f} {1.0:>6} "
-                                     f"{'':>8} {'':>6} {'yes' if r['time'] <= tl else 'NO':>3}  "
-                                     f"TL run_with_cache {tl / r['forward_s']:.2f}x fwd, interp {ratio:.2f}x; {r['hooks']} hooks")
+                        lines.append(f"{'':<12} {n:>6} {'  vs TL cache':<18} {tl:>8.3f} {r['time'] / tl:>7.2f} "
+                                     f"{1.0:>6} {'':>8} {'':>6} {'yes' if r['time'] <= tl else 'NO':>3}  "
+                                     f"TL run_with_cache {tl / r['forward_s']:.2f}x fwd, interp {ratio:.2f}x; "
+                                     f"{r['hooks']} hooks")
                         ratios.append(Ratio(f"{name}/{n}/{analysis}_vs_transformer_lens", r["time"] / tl, 1.0,
                                             f"interp {r['time']:.3f} s, TL {tl:.3f} s"))
             _exponents(lines, name, args.lengths, forward, results)
@@ -357,7 +361,8 @@ def _row(lines: list[str], name: str, n: int | None, analysis: str, r: dict[str,
                  f"{_mb(r['peak']):>8} {_fmt(peak_ratio):>6} {verdict:>3}  {note}")
 
 
-def _collect(ratios: list[Ratio], key: str, ratio: float | None, target: float, r: dict[str, Any], fwd: dict[str, Any]) -> None:
+def _collect(ratios: list[Ratio], key: str, ratio: float | None, target: float, r: dict[str, Any],
+             fwd: dict[str, Any]) -> None:
     if ratio is None:
         return
     ratios.append(Ratio(f"{key}_time", ratio, target, f"{r['time']:.3f} s"))
@@ -419,7 +424,8 @@ def main(argv: list[str]) -> int:
         return 0
     ratios, _ = measure(parse(argv))
     over = [r.name for r in ratios if r.ratio > r.target]
-    print(f"{len(ratios) - len(over)} of {len(ratios)} ratios within target" + (f"; over: {', '.join(over)}" if over else ""))
+    print(f"{len(ratios) - len(over)} of {len(ratios)} ratios within target"
+          + (f"; over: {', '.join(over)}" if over else ""))
     return 0
 
 

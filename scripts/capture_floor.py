@@ -1,4 +1,4 @@
-"""Where capture's time goes at real size: forward, reference-only hooks, capture, TransformerLens' cache, and the floor.
+"""Where capture's time goes at real size: a forward, reference-only hooks, capture, TransformerLens' cache, the floor.
 
 The floor is what no capture can avoid on top of a forward: the returned activations are memory that stays alive,
 so it cannot be recycled between layers and every page of it is faulted in fresh (zeroed by the kernel) once per
@@ -97,8 +97,8 @@ def measure(folder: str, seq: int, names: list[str], repeats: int, only: list[st
         with torch.no_grad():
             return model.run_with_cache(tokens, names_filter=hooks)
 
-    functions = {"forward": forward, "refs": refs, "clones": clones, "capture": capture, "transformer_lens": transformer_lens,
-                 "floor": floor, "first_touch": first_touch, "rewrite": rewrite}
+    functions = {"forward": forward, "refs": refs, "clones": clones, "capture": capture,
+                 "transformer_lens": transformer_lens, "floor": floor, "first_touch": first_touch, "rewrite": rewrite}
     if only:
         functions = {k: v for k, v in functions.items() if k in only or k == "forward"}
     forward()
@@ -128,7 +128,8 @@ def measure(folder: str, seq: int, names: list[str], repeats: int, only: list[st
         user, system = (statistics.median(c[i] for c in cpu[name]) for i in (0, 1))
         total = statistics.median(u + s for u, s in cpu[name])
         print(f"{name:<17} {t:>9.3f} {t / fwd:>6.2f} {min(times[name]):>7.3f} {user:>7.2f} {system:>6.2f} "
-              f"{total / fwd_cpu:>9.2f} {f:>9.0f} {f * 4096 / 2**20:>9.0f}  " + " ".join(f"{x:.2f}" for x in times[name]))
+              f"{total / fwd_cpu:>9.2f} {f:>9.0f} {f * 4096 / 2**20:>9.0f}  "
+              + " ".join(f"{x:.2f}" for x in times[name]))
 
 
 def main() -> None:

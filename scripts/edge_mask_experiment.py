@@ -29,6 +29,7 @@ import torch
 import interp
 from interp.circuits.attribution import eap_scores, sender_outputs
 from interp.circuits.edge_patching import masked_logits, patched_metrics
+from interp.circuits.edge_pruning import edge_logits
 from interp.circuits.graph import EdgeGraph
 from interp.circuits.reads import Reads
 from interp.circuits.tasks import CircuitTask, make_task
@@ -52,7 +53,7 @@ def recovered(model: Any, graph: EdgeGraph, task: CircuitTask, kept_masks: list[
 
 def search(
     model: Any, graph: EdgeGraph, task: CircuitTask, *, target: int, steps: int, lr: float, init: torch.Tensor,
-    mode: str, lam: float, beta: float = 2 / 3, t_start: float = 1.0, t_end: float = 0.05,
+    mode: str, beta: float = 2 / 3, t_start: float = 1.0, t_end: float = 0.05,
     budget_start: float = 1300.0, objective: str = "metric", lag_lr: float = 1.0, warmup: float = 0.5,
     log_every: int = 50, eval_fn=None,
 ) -> torch.Tensor:
@@ -61,8 +62,8 @@ def search(
     mode ``"hc"``: hard-concrete masks (Louizos et al.) with a Lagrangian (multipliers learnt at ``lag_lr``) pulling
     the expected number of kept edges to a goal ramped linearly from ``budget_start`` to ``target`` over the first
     ``warmup`` of the steps (Edge Pruning).
-    mode ``"sig"``: sigmoid masks ``sigmoid(theta / T)``, penalty ``lam * frac * (sum m - target)_+ / target``
-    (``frac`` ramps 0 -> 1 over ``warmup``), ``T`` annealed 1 -> 0.05.
+    (mode ``"sig"``, sigmoid masks under a penalty, is the library's Edge Pruning: ``main`` calls
+    :func:`interp.circuits.edge_pruning.edge_logits`.)
     mode ``"topk"``: ``sigmoid(theta / T - c)`` with ``c`` chosen so the masks sum to a budget ramped geometrically
     from ``budget_start`` to ``target``; ``T`` annealed ``t_start`` -> ``t_end``.
     objective ``"metric"``: the task's metric scaled to 0 (clean) .. 1 (corrupted); ``"kl"``: KL(clean || masked)
@@ -102,10 +103,7 @@ def search(
             expected = (m * valid).sum()
             reg = torch.zeros(())
         else:
-            temp = 1.0 * (0.05 / 1.0) ** (step / steps)
-            m = torch.sigmoid(theta / temp)
-            expected = (m * valid).sum()
-            reg = lam * frac * torch.relu(expected - target) / target
+            raise ValueError(f"mode={mode!r}; search() runs 'hc' or 'topk' ('sig' is edge_logits)")
         logits = masked_logits(model, reads, graph, task.clean, corrupted, m * valid + (1 - valid))
         metric = task.metric(logits)
         task_loss = (metric - clean_m) / abs(gap) * (1 if gap < 0 else -1)  # 0 at clean, 1 at corrupted (loss)
@@ -241,12 +239,16 @@ def main() -> None:
 
     def eval_fn(theta: torch.Tensor) -> str:
         return " ".join(f"{n}:{r:.1%}" for n, r in zip(counts, recovered(
-            model, graph, task, [top_mask(graph, theta, n) for n in counts])))
+            model, graph, task, [top_mask(graph, theta, n) for n in counts]), strict=True))
 
     t0 = time.time()
-    if args.steps:
+    if args.steps and args.mode == "sig":  # the library's Edge Pruning objective, from this start
+        theta = edge_logits(model, graph, task, n_edges=args.target, steps=args.steps, lam=args.lam, lr=args.lr,
+                            init=init, progress=True)
+        print("search prompts:", eval_fn(theta))
+    elif args.steps:
         theta = search(model, graph, task, target=args.target, steps=args.steps, lr=args.lr, init=init,
-                       mode=args.mode, lam=args.lam, warmup=args.warmup, t_start=args.t_start, t_end=args.t_end,
+                       mode=args.mode, warmup=args.warmup, t_start=args.t_start, t_end=args.t_end,
                        budget_start=args.budget_start, objective=args.objective, lag_lr=args.lag_lr,
                        eval_fn=eval_fn)
     else:
@@ -264,13 +266,13 @@ def main() -> None:
         if args.save:
             torch.save(torch.stack(masks), args.save + ".swapped")
         rec = recovered(model, graph, task, masks)
-        print("search prompts:", " ".join(f"{n}:{r:.1%}" for n, r in zip(counts, rec)))
+        print("search prompts:", " ".join(f"{n}:{r:.1%}" for n, r in zip(counts, rec, strict=True)))
     else:
         print("search prompts:", eval_fn(theta))
     for seed in (0, 1):
         big = make_task(model, "induction", n_prompts=32, seed=seed)
         rec = recovered(model, graph, big, masks)
-        print(f"32 prompts seed={seed}:", " ".join(f"{n}:{r:.1%}" for n, r in zip(counts, rec)))
+        print(f"32 prompts seed={seed}:", " ".join(f"{n}:{r:.1%}" for n, r in zip(counts, rec, strict=True)))
     top = masks[0].nonzero().tolist()
     print("top-65:", ", ".join(f"{graph.senders[s]}->{graph.receivers[r]}" for s, r in top))
 

@@ -255,6 +255,8 @@ def test_cli_circuit_json(tiny_gpt2_dir):
     assert abs(data["edges"][0]["score"]) >= abs(data["edges"][-1]["score"])
     bad = CliRunner().invoke(app, ["circuit", "-m", str(tiny_gpt2_dir), "--task", "nope"])
     assert bad.exit_code != 0 and "task='nope'" in bad.output
+    bad = CliRunner().invoke(app, ["circuit", "-m", str(tiny_gpt2_dir), "--method", "edge-pruning", "--n-edges", "0"])
+    assert bad.exit_code != 0 and "n_edges=0" in bad.output  # passed through to Edge Pruning, checked there
 
 
 def test_circuits_page(tiny_gpt2_dir, tmp_path_factory, monkeypatch):

@@ -9,7 +9,7 @@ from test_circuits import planted_soft  # noqa: F401 (the planted wiring at fini
 from interp.circuits import CircuitTask, EdgeGraph, find_circuit, make_task
 from interp.circuits.attribution import sender_outputs
 from interp.circuits.edge_patching import masked_logits, patched_metrics
-from interp.circuits.edge_pruning import edge_pruning_scores
+from interp.circuits.edge_pruning import edge_logits, edge_pruning_scores
 from interp.circuits.reads import Reads
 
 
@@ -89,6 +89,20 @@ def test_edge_pruning_scores_are_keep_probabilities(setup):
         edge_pruning_scores(model, graph, task, n_edges=0, steps=1)
 
 
+def test_edge_logits_are_the_scores_before_the_sigmoid(setup):
+    """The scores are sigmoid(theta) in float64 (distinct where float32 would round to 1); ``init`` is resumed."""
+    model, graph, task, _, _ = setup
+    theta = edge_logits(model, graph, task, n_edges=10, steps=3)
+    scores = edge_pruning_scores(model, graph, task, n_edges=10, steps=3)
+    assert scores.dtype == torch.float64
+    assert torch.equal(scores[graph.valid], torch.sigmoid(theta.double())[graph.valid])
+    init = torch.linspace(15.0, 30.0, graph.valid.numel()).view(graph.valid.shape)
+    assert torch.equal(edge_logits(model, graph, task, steps=0, init=init), init)  # no step: the start itself
+    assert torch.sigmoid(init[graph.valid].double()).unique().numel() == int(graph.valid.sum())
+    with pytest.raises(ValueError, match="init has shape"):
+        edge_logits(model, graph, task, steps=1, init=init[:1])
+
+
 def test_planted_edges_come_first(planted_soft):  # noqa: F811 (the fixture imported above)
     """With a target of five edges and 100 steps, the learned mask's five strongest edges are the planted ones."""
     model, wiring, task, _ = planted_soft
@@ -107,3 +121,21 @@ def test_find_circuit_edge_pruning_on_planted(planted_soft):  # noqa: F811
     assert circuit.method == "edge-pruning" and circuit.n_edges == circuit.graph.n_edges
     assert bool(torch.isfinite(circuit.scores).all())
     assert {(s, r) for s, r, _ in circuit.edges()[:5]} == set(wiring)
+
+
+def test_cli_edge_pruning_keeps_about_n_edges(tiny_gpt2_dir):
+    """``interp circuit --method edge-pruning --n-edges 6``: keep-probabilities, about six of them above 1/2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    result = CliRunner().invoke(app, ["circuit", "-m", str(tiny_gpt2_dir), "--method", "edge-pruning", "--n-edges",
+                                      "6", "--n-prompts", "2", "--top", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    scores = [e["score"] for e in data["edges"]]
+    assert data["method"] == "edge-pruning" and len(scores) == data["n_edges"]
+    assert all(0 < s < 1 for s in scores) and scores == sorted(scores, reverse=True)
+    assert 1 <= sum(s > 0.5 for s in scores) <= 12  # the penalty pulled the kept edges down to about the target

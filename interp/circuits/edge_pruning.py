@@ -20,8 +20,8 @@ Defaults: ``n_edges`` 5% of the graph's edges, 400 steps, ``lr`` 0.1, ``lam`` 1.
 clean forward, one fully patched run, then ``steps`` masked forward-and-backwards on the clean prompts (every
 receiver recomputed, about 2-3x a plain forward each): ~2 min for ref-llama induction with 8 prompts on CPU.
 
-Scores returned: ``sigmoid(theta)`` on valid edges (0 elsewhere), a positive keep-probability at temperature 1;
-higher = keep, so :class:`~interp.circuits.circuit.Circuit`'s |score| order is the learned order.
+Scores returned: ``sigmoid(theta)`` on valid edges (0 elsewhere, float64), a positive keep-probability at
+temperature 1; higher = keep, so :class:`~interp.circuits.circuit.Circuit`'s |score| order is the learned order.
 """
 
 from __future__ import annotations
@@ -65,17 +65,32 @@ def edge_pruning_scores(
         progress: Show a progress bar.
 
     Returns:
-        ``[sender receiver]`` keep-probabilities in (0, 1) on valid edges, 0 elsewhere (higher = keep).
+        ``[sender receiver]`` keep-probabilities in (0, 1) on valid edges, 0 elsewhere (higher = keep), in float64
+        so that edges with logits up to ~36 keep distinct scores (float32 rounds ``sigmoid(x)`` to 1 past ~17).
 
     Raises:
         ValueError: ``n_edges`` outside ``1..graph.n_edges``, ``steps < 0``, or a task whose clean and corrupted
             runs have the same metric.
     """
+    theta = edge_logits(model, graph, task, n_edges=n_edges, steps=steps, lam=lam, lr=lr, progress=progress)
+    return torch.sigmoid(theta.double()).mul(graph.valid.to(theta.device, torch.float64)).cpu()
+
+
+def edge_logits(
+    model: Any, graph: EdgeGraph, task: CircuitTask, *, n_edges: int | None = None, steps: int = 400,
+    lam: float = 1.0, lr: float = 0.1, init: Float[torch.Tensor, "sender receiver"] | None = None,
+    progress: bool = False,
+) -> Float[torch.Tensor, "sender receiver"]:
+    """The learned logits ``theta`` behind :func:`edge_pruning_scores` (same arguments), starting from ``init``
+    (default :data:`INIT_LOGIT` everywhere): for callers that continue or compare searches."""
     target = n_edges if n_edges is not None else max(1, round(DEFAULT_SHARE * graph.n_edges))
     if not 1 <= target <= graph.n_edges:
         raise ValueError(f"n_edges={n_edges}; must be in 1..{graph.n_edges} (the graph's edges)")
     if steps < 0:
         raise ValueError(f"steps={steps}; must be >= 0")
+    if init is not None and tuple(init.shape) != tuple(graph.valid.shape):
+        raise ValueError(f"init has shape {tuple(init.shape)}; must be {tuple(graph.valid.shape)} "
+                         "(the graph's senders x receivers)")
     reads = Reads.of(model)
     corrupted = sender_outputs(model, reads, task.corrupted)[0].detach()
     # The clean run (no edge removed) and the corrupted one (every edge removed) in one batched patched run.
@@ -86,7 +101,8 @@ def edge_pruning_scores(
         raise ValueError(f"{task.name}: the clean and corrupted runs give the same metric ({clean:.4g}); "
                          "no edge can matter")
     valid = graph.valid.to(corrupted.device, torch.float32)
-    theta = torch.full(graph.valid.shape, INIT_LOGIT, device=corrupted.device, requires_grad=True)
+    start = torch.full(graph.valid.shape, INIT_LOGIT) if init is None else init.detach().float()
+    theta = start.to(corrupted.device).clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
     bar = tqdm(range(steps), desc="edge pruning", disable=not progress)
     for step in bar:
@@ -104,4 +120,4 @@ def edge_pruning_scores(
         theta.grad = grad
         opt.step()
         bar.set_postfix(task=f"{float(task_loss.detach()):.3f}", kept=f"{float(kept.detach()):.0f}")
-    return torch.sigmoid(theta.detach()).mul(valid).cpu()
+    return theta.detach()

@@ -21,19 +21,22 @@ def circuit(
     threshold: Annotated[float, typer.Option(
         help="ACDC: share of the clean-corrupted gap one edge's removal may cost.")] = 0.003,
     steps: Annotated[int, typer.Option(help="EAP-IG interpolation steps.")] = 5,
+    n_edges: Annotated[int | None, typer.Option(
+        help="Edge Pruning: target circuit size (default 5% of the graph's edges).")] = None,
     top: Annotated[int, typer.Option(help="Edges shown, strongest first.")] = 20,
     faithfulness: Annotated[bool, typer.Option(
         "--faithfulness", help="Also measure the metric recovered by the top edges alone.")] = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find a task's circuit: EAP-IG (or EAP, or exact patching) scores for every edge of the graph, or ACDC's."""
+    """Find a task's circuit: EAP-IG (or EAP, or exact patching) scores for every edge of the graph, ACDC's
+    circuit, or Edge Pruning's learned keep-probabilities."""
     from interp.circuits import find_circuit
 
     bridge = load_or_exit(model, device)
     with user_errors():
         found = find_circuit(bridge, task, method, seq_len=seq_len, n_prompts=n_prompts, seed=seed, steps=steps,
-                             threshold=threshold, progress=not as_json)
+                             threshold=threshold, n_edges=n_edges, progress=not as_json)
         curve = found.faithfulness(progress=not as_json) if faithfulness else None
     data = found.to_json(top)
     lines = [f"{task} circuit by {method}: {found.n_edges} scored edges; the {min(top, found.n_edges)} strongest:"]
