@@ -32,12 +32,15 @@ dashboard: install
 	@echo "interp dashboard: http://$(HOST):$(PORT)"
 	$(BIN)/streamlit run apps/dashboard.py --server.headless true --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false
 
+# ruff checks style, imports, docstrings and likely bugs as configured in pyproject.toml ([tool.ruff]);
 # lint-imports checks the import layers declared in pyproject.toml ([tool.importlinter]).
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-all: install chromium
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "slow or not slow"
 

@@ -37,9 +37,17 @@ from typing import Any, NamedTuple
 
 import streamlit as st
 import torch
-
-from access import CAPS, HUB_ENV, MAX_PARAPHRASES, ROOTS_ENV, check_text  # noqa: F401 (pages use them via app_shell)
-from access import hub_allowed, resolve_model, roots, scrub  # noqa: F401 (pages use them via app_shell)
+from access import (  # noqa: F401 (pages use them via app_shell)
+    CAPS,
+    HUB_ENV,
+    MAX_PARAPHRASES,
+    ROOTS_ENV,
+    check_text,
+    hub_allowed,
+    resolve_model,
+    roots,
+    scrub,
+)
 from streamlit.runtime.caching.cache_errors import UnserializableReturnValueError
 
 import interp

@@ -108,12 +108,13 @@ def run() -> list[Ratio]:
     t_fresh = statistics.median(fresh)
     return [
         Ratio("dashboard_first_render_new_process", t_fresh / FIRST_RENDER_BUDGET_S, 1.0,
-              f"walkthrough first render in a fresh process {t_fresh:.2f} s (median of {', '.join(f'{t:.2f}' for t in fresh)} s; "
+              f"walkthrough first render in a fresh process {t_fresh:.2f} s "
+              f"(median of {', '.join(f'{t:.2f}' for t in fresh)} s; "
               f"one-off library imports and model load included) / budget {FIRST_RENDER_BUDGET_S:g} s; {where}"),
         Ratio("dashboard_first_render", t_first / FIRST_RENDER_BUDGET_S, 1.0,
               f"walkthrough cold render {t_first:.2f} s (median of 3, model load included; runs "
-              f"{', '.join(f'{t:.2f}' for t in first)} s, the first one also paying this process's one-off imports) / budget "
-              f"{FIRST_RENDER_BUDGET_S:g} s; {where}"),
+              f"{', '.join(f'{t:.2f}' for t in first)} s, the first one also paying this process's one-off imports) "
+              f"/ budget {FIRST_RENDER_BUDGET_S:g} s; {where}"),
         Ratio("dashboard_cached_slider", t_slider / SLIDER_BUDGET_S, 1.0,
               f"cached layer-slider rerun {1000 * t_slider:.0f} ms (median of {len(changes)}) / budget "
               f"{1000 * SLIDER_BUDGET_S:g} ms; {where}"),

@@ -53,7 +53,8 @@ def run() -> list[Ratio]:
     t = median_seconds({"census": census, "forward": forward}, repeats=9)
     t_tl = median_seconds({"census": census, "tl": tl_detect}, repeats=3, warmup=1)
     ms = {k: f"{1000 * v:.1f} ms" for k, v in (t | {"tl": t_tl["tl"]}).items()}
-    setup = f"{folder.name}, batch {tuple(tokens.shape)}{'' if same_length else ' (padded)'}, {torch.get_num_threads()} threads"
+    padded = "" if same_length else " (padded)"
+    setup = f"{folder.name}, batch {tuple(tokens.shape)}{padded}, {torch.get_num_threads()} threads"
     return [
         Ratio("head_census_vs_forward", t["census"] / t["forward"], 1.3,
               f"census {ms['census']} / forward {ms['forward']}; {setup}"),

@@ -30,7 +30,8 @@ def run() -> list[Ratio]:
     layer = 0  # the layer chosen on the dev split (see RomeConfig)
     rome.edit(model, prompt=PROMPT, subject=SUBJECT, target=TARGET, layer=layer, config=config).undo()
 
-    texts = [PROMPT.format(SUBJECT)] + [p + config.prefix_sep + PROMPT.format(SUBJECT) for p in rome.prefixes(model, config)]
+    texts = [PROMPT.format(SUBJECT)]
+    texts += [p + config.prefix_sep + PROMPT.format(SUBJECT) for p in rome.prefixes(model, config)]
     target_ids = model.tokenizer.encode(TARGET, add_special_tokens=False)
     rows = [tokenize(model, t).tokens[0].tolist() + target_ids[:-1] for t in texts]
     rows.append(tokenize(model, rome.KL_PROMPT.format(SUBJECT)).tokens[0].tolist())

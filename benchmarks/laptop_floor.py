@@ -5,8 +5,8 @@ Target (issue #21): on a random-init model of GPT-2 small's shape (124M paramete
 ``find_induction_heads(model)`` and ``rome.edit(model, prompt=..., subject=..., target=...)`` with no layer
 finishes in under 240 s with a peak RSS under 6 GB, on 2 CPU cores. Each analysis runs in its own
 ``python`` process (``torch`` limited to 2 threads) that loads the model, notes its RSS, runs the analysis once
-and reports the wall time, the CPU time and ``ru_maxrss`` minus the RSS after the load. ROME runs twice: ``rome-cold`` with an
-empty ``INTERP_CACHE`` (key statistics and the layer-choosing causal trace computed), then ``rome-warm`` reusing
+and reports the wall time, the CPU time and ``ru_maxrss`` minus the RSS after the load. ROME runs twice: ``rome-cold``
+with an empty ``INTERP_CACHE`` (key statistics and the layer-choosing causal trace computed), then ``rome-warm`` reusing
 that cache (what every later edit of the model pays).
 
 Run: ``python -m benchmarks.laptop_floor [--folder DIR] [--only NAME ...]``. Not part of ``make bench`` (it
@@ -68,7 +68,9 @@ def child(name: str, folder: str) -> dict:
         result = interp.find_induction_heads(model)
         detail = {"seq_len": result.seq_len, "batch": result.batch}
     else:
-        edit = interp.rome.edit(model, prompt="{} is located in the city of", subject="The Eiffel Tower", target=" Rome")
+        edit = interp.rome.edit(
+            model, prompt="{} is located in the city of", subject="The Eiffel Tower", target=" Rome"
+        )
         detail = {"layer": edit.layer}
         edit.undo()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start

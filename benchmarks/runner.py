@@ -29,7 +29,8 @@ class Ratio(NamedTuple):
 
     def line(self) -> str:
         """The report line, e.g. ``capture_all: ratio=1.21 (target <= 1.5)``."""
-        return f"{self.name}: ratio={self.ratio:.2f} (target <= {self.target:g}){'  ' + self.detail if self.detail else ''}"
+        detail = "  " + self.detail if self.detail else ""
+        return f"{self.name}: ratio={self.ratio:.2f} (target <= {self.target:g}){detail}"
 
 
 def median_seconds(functions: dict[str, Callable[[], object]], repeats: int = 9, warmup: int = 2) -> dict[str, float]:
@@ -66,7 +67,8 @@ def main(only: list[str] | None = None) -> int:
             print(result.line(), flush=True)
             results.append(result)
     over = [r.name for r in results if r.ratio > r.target]
-    print(f"{len(results) - len(over)} of {len(results)} ratios within target" + (f"; over: {', '.join(over)}" if over else ""))
+    over_text = f"; over: {', '.join(over)}" if over else ""
+    print(f"{len(results) - len(over)} of {len(results)} ratios within target{over_text}")
     return 0
 
 

@@ -14,7 +14,8 @@ _COMMON = {"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": None}
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     # A seconds-long smoke test of the benchmark itself, not a measurement.
     "gpt2-toy": ("GPT2Config", {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 1024, "vocab_size": 1000}),
-    "gpt2-small": ("GPT2Config", {"n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024, "vocab_size": 50257}),
+    "gpt2-small": ("GPT2Config", {
+        "n_layer": 12, "n_head": 12, "n_embd": 768, "n_positions": 1024, "vocab_size": 50257}),
     "pythia-410m": ("GPTNeoXConfig", {
         "num_hidden_layers": 24, "num_attention_heads": 16, "hidden_size": 1024, "intermediate_size": 4096,
         "max_position_embeddings": 2048, "rotary_pct": 0.25, "use_parallel_residual": True, "vocab_size": 50304,

@@ -156,7 +156,9 @@ def causal_trace(
             the prompt.
 
     Examples:
-        >>> result = causal_trace(model, "{} is located in the city of", "the Eiffel Tower", kind="mlp")  # doctest: +SKIP
+        >>> result = causal_trace(  # doctest: +SKIP
+        ...     model, "{} is located in the city of", "the Eiffel Tower", kind="mlp"
+        ... )
         >>> result.figure().show()  # doctest: +SKIP
     """
     info = model_info(model)
@@ -209,9 +211,15 @@ def trace_state(
     """Answer probability of one corrupted run with chosen clean states restored (the slow, unbatched path).
 
     Args:
+        model: A ``TransformerBridge`` from :func:`interp.load`.
+        prompt: The prompt text; a ``{}`` in it is replaced by ``subject``.
+        subject: The subject, as it appears in the prompt; its token embeddings are corrupted.
         restore: Hook name -> token positions whose clean value is put back, e.g.
             ``{"blocks.1.hook_mlp_out": [3]}``.
-        noise, samples, answer, seed: As in :func:`causal_trace` (the same seed gives the same noise).
+        noise: Noise scale, as in :func:`causal_trace`.
+        samples: Noise draws averaged, as in :func:`causal_trace`.
+        answer: The answer text whose first token is scored, as in :func:`causal_trace`.
+        seed: Seed of the noise, as in :func:`causal_trace` (the same seed gives the same noise).
 
     Returns:
         The answer's probability averaged over noise draws.

@@ -290,7 +290,9 @@ def fit_activations(
     """
     config = config or ProbeConfig()
     if acts.ndim != 3 or acts.shape[1] != len(task):
-        raise ValueError(f"acts has shape {tuple(acts.shape)}; expected [layer, {len(task)}, d_model] for task {task.name!r}")
+        raise ValueError(
+            f"acts has shape {tuple(acts.shape)}; expected [layer, {len(task)}, d_model] for task {task.name!r}"
+        )
     layers = list(range(acts.shape[0])) if layers is None else list(layers)
     if len(layers) != acts.shape[0]:
         raise ValueError(f"{len(layers)} layer numbers for {acts.shape[0]} slices of acts")

@@ -58,7 +58,9 @@ def steer(model: Any, probe: Probe, label: Label, alpha: float) -> Iterator[Stee
     info = interp.model_info(model)
     interp.check_layer(info, probe.layer)
     if probe.weight.shape[0] != info.d_model:
-        raise ValueError(f"probe reads d_model={probe.weight.shape[0]} activations; the model has d_model={info.d_model}")
+        raise ValueError(
+            f"probe reads d_model={probe.weight.shape[0]} activations; the model has d_model={info.d_model}"
+        )
     name = hook_name(probe.site, probe.layer)
     param = next(model.parameters())
     vector = (alpha * probe.direction(label)).to(device=info.device, dtype=param.dtype)
@@ -130,7 +132,9 @@ def steering_effect(
         The :class:`SteeringEffect`.
 
     Examples:
-        >>> effect = probes.steering_effect(model, report.probe(), "Japan", 8.0, "Paris is in the country of")  # doctest: +SKIP
+        >>> effect = probes.steering_effect(  # doctest: +SKIP
+        ...     model, report.probe(), "Japan", 8.0, "Paris is in the country of"
+        ... )
         >>> effect.to_frame()  # doctest: +SKIP
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)

@@ -74,6 +74,7 @@ class ProbeTask:
     """Sorted distinct labels (as strings): the probe's classes."""
 
     def __post_init__(self) -> None:
+        """Check every example and derive :attr:`labels`; refuse an empty task or a single class."""
         if not self.examples:
             raise ValueError(f"task {self.name!r} has no examples; pass a non-empty list of (text, position, label)")
         for i, ex in enumerate(self.examples):
@@ -157,10 +158,11 @@ def check_positions(task: ProbeTask, lengths: Sequence[int], bos: bool) -> list[
 
     Examples:
         >>> task = ProbeTask.from_examples([("a b", 5, "x"), ("c", 0, "y")])
-        >>> check_positions(task, [3, 2], bos=True)
+        >>> check_positions(task, [3, 2], bos=True)  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        ValueError: task 'custom', example 0 ('a b'): position=5, but the prompt is 3 tokens (BOS included); valid positions are -3..2
+        ValueError: task 'custom', example 0 ('a b'): position=5, but the prompt is 3 tokens (BOS included);
+        valid positions are -3..2
     """
     resolved = []
     for i, (ex, n) in enumerate(zip(task.examples, lengths, strict=True)):

@@ -64,7 +64,8 @@ def build(folder: Path, prev_head: int, induction_head: int, copy_sign: float = 
         w[TOK + t, v + h + t] = 1.0
         o[h + t, PREV + t] = 0.1  # write the attended (previous) token into the PREV block
     # Layer 1, induction head: the query's token matches a key whose previous token it is.
-    w, o, h = sd["transformer.h.1.attn.c_attn.weight"], sd["transformer.h.1.attn.c_proj.weight"], induction_head * D_HEAD
+    w, o = sd["transformer.h.1.attn.c_attn.weight"], sd["transformer.h.1.attn.c_proj.weight"]
+    h = induction_head * D_HEAD
     for t in range(VOCAB):
         w[TOK + t, q + h + t] = 2.0 * sharpness
         w[PREV + t, k + h + t] = 1.0

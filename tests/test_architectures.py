@@ -374,7 +374,8 @@ def test_every_dashboard_page(family, zoo, matrix, tmp_path_factory, monkeypatch
 def test_table_script_marks_and_replaces_only_the_marked_block(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("architecture_table", APPS.parent / "scripts" / "architecture_table.py")
+    path = APPS.parent / "scripts" / "architecture_table.py"
+    spec = importlib.util.spec_from_file_location("architecture_table", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     data = {"families": ["gpt2", "mixtral"], "cells": {

@@ -69,7 +69,8 @@ def test_evaluate_reports_before_after_and_restores(tiny_gpt2_dir, tmp_path, mon
     before = {k: v.clone() for k, v in model.state_dict().items()}
     case = EditCase(relation="toy", subject="The Eiffel Tower", prompt="{} is located in the city of",
                     target_true=" Paris", target_new=" Rome",
-                    paraphrases=["The Eiffel Tower is in the city of"], neighbours=[("The cat is in the city of", " Paris")],
+                    paraphrases=["The Eiffel Tower is in the city of"],
+                    neighbours=[("The cat is in the city of", " Paris")],
                     generation_prompts=["The Eiffel Tower is"])
     config = rome.RomeConfig(n_prefixes=2, prefix_tokens=4, steps=20, stats_samples=32)
     result = rome.evaluate(model, [case, case], layer=0, config=config, fluency_tokens=6, progress=False)

@@ -122,7 +122,9 @@ def test_best_f1_matches_a_brute_force_scan():
             if expected > 0:
                 assert float(thresholds[c, u]) == pytest.approx(t)
     # A hand-made case: one unit separates the concept perfectly, F1 1 at its lowest positive activation.
-    f1, t = features.best_f1(torch.tensor([[0.1], [0.9], [0.3], [0.8]]), torch.tensor([[False], [True], [False], [True]]))
+    f1, t = features.best_f1(
+        torch.tensor([[0.1], [0.9], [0.3], [0.8]]), torch.tensor([[False], [True], [False], [True]])
+    )
     assert float(f1[0, 0]) == 1.0 and float(t[0, 0]) == pytest.approx(0.8)
 
 

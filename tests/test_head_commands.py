@@ -12,7 +12,9 @@ runner = CliRunner()
 
 
 def test_induction_json_is_ranked(tiny_gpt2_dir):
-    result = runner.invoke(app, ["induction", "--model", str(tiny_gpt2_dir), "--seq-len", "6", "--batch", "2", "--json"])
+    result = runner.invoke(
+        app, ["induction", "--model", str(tiny_gpt2_dir), "--seq-len", "6", "--batch", "2", "--json"]
+    )
     assert result.exit_code == 0, result.output
     heads = json.loads(result.stdout)["heads"]
     assert len(heads) == 8 and set(heads[0]) == {"layer", "head", "induction", "copying", "ablation"}

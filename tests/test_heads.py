@@ -75,7 +75,9 @@ def slow_importance(model, tokens, mask):
                 return act
 
             with torch.no_grad():
-                logits = model.run_with_hooks(tokens, attention_mask=mask, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)])
+                logits = model.run_with_hooks(
+                    tokens, attention_mask=mask, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)]
+                )
             out[layer, head] = loss(logits) - clean
     return out
 

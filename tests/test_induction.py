@@ -85,7 +85,8 @@ def slow_ablation(model, tokens, seq_len, method):
                 return act
 
             with torch.no_grad():
-                out[layer, head] = loss(model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)])) - clean
+                logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)])
+                out[layer, head] = loss(logits) - clean
     return out, clean
 
 
@@ -132,7 +133,8 @@ def test_finds_planted_induction_head(planted):
     assert report.heads(0.5) == [(1, induction_head)]
     assert report.copying[1, induction_head] > 0.5
     assert report.ablation[1, induction_head] > 1.0
-    assert report.joint_ablation == pytest.approx(float(report.ablation[1, induction_head]), abs=1e-5)  # one strong head
+    # One strong head, so the joint ablation is that head's own ablation.
+    assert report.joint_ablation == pytest.approx(float(report.ablation[1, induction_head]), abs=1e-5)
     # Only the two planted heads write anything; ablating any other head changes nothing.
     assert report.ablation[0, prev_head] > 1.0  # the induction head needs its previous-token input
     others = torch.ones_like(report.ablation, dtype=torch.bool)

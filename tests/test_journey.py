@@ -99,7 +99,9 @@ def test_rope_angles_follow_the_formula_and_match_the_model(tiny_llama):
     config = tiny_llama.original_model.config
     base = config.rope_parameters["rope_theta"]
     d = config.head_dim
-    expected = torch.tensor([[m * base ** (-2 * i / d) for i in range(d // 2)] for m in range(config.max_position_embeddings)])
+    expected = torch.tensor(
+        [[m * base ** (-2 * i / d) for i in range(d // 2)] for m in range(config.max_position_embeddings)]
+    )
     torch.testing.assert_close(stage.angles, expected.float(), atol=1e-4, rtol=1e-5)
     assert rope_parameters(tiny_llama) == (base, d)
     # The model's own rotary tables (captured) are cos/sin of the same angles, repeated over the two halves.

@@ -133,7 +133,9 @@ def test_init_files_only_reexport():
             if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]:
                 names = ast.literal_eval(node.value)
             else:
-                assert isinstance(node, ast.ImportFrom | ast.Import), f"{_name(path)} line {node.lineno} is not an import"
+                assert isinstance(node, ast.ImportFrom | ast.Import), (
+                    f"{_name(path)} line {node.lineno} is not an import"
+                )
         assert names is not None and names == sorted(names), f"{_name(path)} needs a sorted __all__"
 
 

@@ -46,7 +46,7 @@ def test_queries_agree_with_logprobs_and_bounded_mode(tiny_gpt2):
     full = logit_lens(tiny_gpt2, PROMPTS, target=" the")
     bounded = logit_lens(tiny_gpt2, PROMPTS, target=" the", max_elements=1000)
     with pytest.raises(ValueError, match="memory budget"):
-        bounded.logprobs
+        _ = bounded.logprobs
     target = interp.to_single_token(tiny_gpt2, " the")
     lp = full.logprobs
     torch.testing.assert_close(full.prob(), lp[..., target].exp())
@@ -98,7 +98,8 @@ def test_outputs(tiny_gpt2):
     lens = logit_lens(tiny_gpt2, "The cat sat on", target=" the")
     frame = lens.to_frame()
     assert len(frame) == 3 * lens.tokens.shape[1]
-    assert {"layer", "position", "token", "top_token", "top_prob", "kl_to_final", "target_prob", "target_rank"} <= set(frame.columns)
+    columns = {"layer", "position", "token", "top_token", "top_prob", "kl_to_final", "target_prob", "target_rank"}
+    assert columns <= set(frame.columns)
     assert len(lens.figure().data) == 3
     first = lens.first_top1_layer()[0]
     ranks = lens.rank()[:, 0, -1]

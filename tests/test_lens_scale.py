@@ -112,7 +112,7 @@ def test_full_logprobs_slices_and_the_budget(tiny_gpt2):
         lens.full_logprobs(columns=[99])
     small = interp.logit_lens(tiny_gpt2, PROMPTS, max_elements=1000, progress=False)
     with pytest.raises(ValueError, match="memory budget"):
-        small.logprobs
+        _ = small.logprobs
     assert small.logprobs_cache is None
     torch.testing.assert_close(lens.logprobs, full.logprobs)  # under the budget: decoded on first read, then kept
     assert lens.logprobs_cache is not None

@@ -143,7 +143,8 @@ def test_bad_task_definitions_are_rejected(examples, message):
 def test_position_out_of_range_names_the_example(tiny_gpt2):
     n = int(interp.tokenize(tiny_gpt2, "The dog").attention_mask.sum())
     task = probes.ProbeTask.from_examples([("The cat", 0, "a"), ("The dog", n, "b")])
-    with pytest.raises(ValueError, match=rf"example 1 \('The dog'\): position={n}, .*valid positions are -{n}..{n - 1}"):
+    message = rf"example 1 \('The dog'\): position={n}, .*valid positions are -{n}..{n - 1}"
+    with pytest.raises(ValueError, match=message):
         probes.fit(tiny_gpt2, task)
     with pytest.raises(ValueError, match="site='resid'"):
         probes.fit(tiny_gpt2, probes.ProbeTask.from_examples(SHORT), site="resid")
@@ -229,7 +230,9 @@ def test_steering_effect_reports_probability_changes(tiny_gpt2):
     torch.testing.assert_close(effect.before.sum(-1), torch.ones(2))
     frame = effect.to_frame()
     assert len(frame) == 4
-    torch.testing.assert_close(torch.tensor(frame["change"].tolist()), torch.tensor((frame["after"] - frame["before"]).tolist()))
+    torch.testing.assert_close(
+        torch.tensor(frame["change"].tolist()), torch.tensor((frame["after"] - frame["before"]).tolist())
+    )
     assert frame["change"].abs().iloc[0] > 0
     assert len(effect.figure().data) == 2
 
@@ -276,7 +279,9 @@ def test_cli_probe_json_and_errors(tiny_llama_dir):
     from interp.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["probe", "--model", str(tiny_llama_dir), "--task", "number", "--layers", "1", "--json"])
+    result = runner.invoke(
+        app, ["probe", "--model", str(tiny_llama_dir), "--task", "number", "--layers", "1", "--json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["task"] == "number" and data["layers"] == [1] and data["labels"] == ["plural", "singular"]

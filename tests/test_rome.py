@@ -50,7 +50,8 @@ def other_target(model) -> str:
     """A likely one-token target (that survives decode/encode) other than the model's current answer."""
     top = interp.capture(model, PROMPT.format(SUBJECT), names=[]).last_logits[0].topk(20).indices.tolist()
     texts = [model.tokenizer.decode([t]) for t in top[1:]]
-    return next(x for x, t in zip(texts, top[1:]) if model.tokenizer.encode(x, add_special_tokens=False) == [t])
+    pairs = zip(texts, top[1:], strict=True)
+    return next(x for x, t in pairs if model.tokenizer.encode(x, add_special_tokens=False) == [t])
 
 
 def test_projection_is_the_module_the_bridge_runs(model):

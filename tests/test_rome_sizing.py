@@ -64,8 +64,8 @@ def test_bigger_models_get_smaller_defaults_within_the_budget(tiny_gpt2, monkeyp
         trace = 12 * (plans[-1][3] + 1) * 12 * flops
         assert plans[-1][3] == sizing.TRACE_SAMPLES[0] or trace <= sizing.TRACE_FLOPS
     plans.sort()
-    for (_, *smaller), (_, *larger) in zip(plans, plans[1:]):
-        assert all(b <= a for a, b in zip(smaller, larger)), (smaller, larger)
+    for (_, *smaller), (_, *larger) in zip(plans, plans[1:], strict=False):  # consecutive pairs
+        assert all(b <= a for a, b in zip(smaller, larger, strict=True)), (smaller, larger)
     assert plans[0][1:] == (100, 10, 10) and plans[-1][1:] == (20, 5, 3)
 
 
@@ -81,12 +81,12 @@ def test_reference_models_keep_their_tuned_defaults(references, monkeypatch):
     for model in references.values():
         assert rome.RomeConfig().sized(model) == rome.RomeConfig(steps=100, n_prefixes=10)
         seen = []
-        monkeypatch.setattr(layers, "trace_state", lambda *a, samples, **k: seen.append(samples) or 0.5)
+        monkeypatch.setattr(layers, "trace_state", lambda *a, samples, seen=seen, **k: seen.append(samples) or 0.5)
         rome.traced_scores(model, PROMPT, SUBJECT, progress=False)
         assert seen == [10] * interp.model_info(model).n_layers
         facts = []
-        monkeypatch.setattr(layers, "average_indirect_effect", lambda m, prompts, **k: facts.append((prompts, k))
-                            or torch.zeros(interp.model_info(model).n_layers))
+        monkeypatch.setattr(layers, "average_indirect_effect", lambda m, prompts, *, facts=facts, model=model, **k:
+                            facts.append((prompts, k)) or torch.zeros(interp.model_info(model).n_layers))
         layers.layer_profile(model, progress=False)
         assert len(facts) == 20 and all(k["samples"] == 5 and len(p) == 1 for p, k in facts)
         assert (rome.keys.cache_dir() / f"{rome.fingerprint(model)[:16]}-layer-profile-20-5-0.json").is_file()

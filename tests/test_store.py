@@ -3,7 +3,6 @@ max-activating examples against brute-force scans."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -49,9 +48,12 @@ def test_packing_keeps_every_token_of_the_documents_in_order(tiny_gpt2, tmp_path
     acts = s.activations(RESID)
     assert acts.dtype == np.float16
     vector = np.linspace(-1, 1, 32)
-    np.testing.assert_allclose(s.unit_activations(RESID, vector), acts.astype(np.float64) @ vector, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        s.unit_activations(RESID, vector), acts.astype(np.float64) @ vector, atol=1e-5, rtol=1e-5
+    )
     tok = tiny_gpt2.tokenizer
-    stream = [t for d in DOCS for t in tok.encode(d, add_special_tokens=False) + tok.encode("\n", add_special_tokens=False)]
+    newline = tok.encode("\n", add_special_tokens=False)
+    stream = [t for d in DOCS for t in tok.encode(d, add_special_tokens=False) + newline]
     body = np.delete(np.asarray(s.tokens), np.arange(0, 300, 16))  # BOS starts every row
     assert body.tolist() == stream[: len(body)]
     lengths = [len(tok.encode(d, add_special_tokens=False)) + 1 for d in DOCS]

@@ -77,7 +77,7 @@ def test_world_json_schema():
         t = doc["tasks"][task]
         assert len(t["prompts"]) == len(t["answers"]) == len(t["wrong"]) > 0
     heldout_names = set(doc["tasks"]["ioi"]["heldout_names"])
-    for prompt, answer in zip(doc["tasks"]["ioi"]["prompts"], doc["tasks"]["ioi"]["answers"]):
+    for prompt, answer in zip(doc["tasks"]["ioi"]["prompts"], doc["tasks"]["ioi"]["answers"], strict=True):
         assert answer.strip() in heldout_names and answer.strip() in prompt
     json.dumps(doc)  # serialisable
 
@@ -171,7 +171,8 @@ def test_ioi_answers_are_not_predicted_by_position():
     """
     world = World()
     task = world.tasks(400)["ioi"]
-    first = [p.index(a.strip()) < p.index(w.strip()) for p, a, w in zip(task["prompts"], task["answers"], task["wrong"])]
+    rows = zip(task["prompts"], task["answers"], task["wrong"], strict=True)
+    first = [p.index(a.strip()) < p.index(w.strip()) for p, a, w in rows]
     assert 0.4 < sum(first) / len(first) < 0.6
     assert len(world.train_names) >= 100
 

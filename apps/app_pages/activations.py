@@ -16,6 +16,7 @@ SITE_LABELS = {
 
 
 def render() -> None:
+    """Draw the activations browser: a layer and site's heat map, per-token norms and one token's vector."""
     st.title("Activations browser")
     ctx = app_shell.context()
     left, middle, right = st.columns([2, 3, 2])
@@ -24,7 +25,11 @@ def render() -> None:
     view = app_shell.cached(interp.activation_view, ctx.key, ctx.prompt, layer, site)
     width = view.values.shape[1]
     top = right.slider(
-        "Show top dims (by peak |value|)", 1, width, min(width, 64 if site == "neurons" else width), key=f"act_top_{site}"
+        "Show top dims (by peak |value|)",
+        1,
+        width,
+        min(width, 64 if site == "neurons" else width),
+        key=f"act_top_{site}",
     )
 
     labels = app_shell.token_labels(view.tokens)

@@ -7,6 +7,7 @@ import interp
 
 
 def render() -> None:
+    """Draw the attention page: a layer's heads on one colour scale, one head's pattern, one token's row."""
     st.title("Attention")
     ctx = app_shell.context()
     layer = st.slider("Layer", 0, ctx.info.n_layers - 1, 0, key="attn_layer")

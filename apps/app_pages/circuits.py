@@ -11,6 +11,7 @@ DEFAULT_CORRUPTED = "When Tom and Sam went to the park, Sam gave a letter to"
 
 
 def render() -> None:
+    """Draw the circuits page: patching heat maps, the attribution-patching edge circuit, its faithfulness."""
     st.title("Circuits")
     ctx = app_shell.context(need_prompt=False)
     st.caption(

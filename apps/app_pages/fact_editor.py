@@ -49,6 +49,7 @@ def _table(pairs, before, after):
 
 
 def render() -> None:
+    """Draw the fact editor: causal trace, a session-only ROME edit, before/after and undo."""
     st.title("Fact editor")
     ctx = app_shell.context(need_prompt=False)
     st.caption(

@@ -43,6 +43,7 @@ def _unit(ctx, site, sae):
 
 
 def render() -> None:
+    """Draw the features page: a unit's top activations on reference-world text, and steering with it."""
     st.title("Features")
     ctx = app_shell.context(need_prompt=False)
     shipped = features.shipped_sites(ctx.model)

@@ -7,6 +7,7 @@ import interp
 
 
 def render() -> None:
+    """Draw the heads page: the head census, the induction report, and a live single-head knockout."""
     st.title("Heads")
     ctx = app_shell.context()
 

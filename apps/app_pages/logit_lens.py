@@ -10,6 +10,7 @@ WINDOW = 16  # positions the heat map shows at once; a longer prompt gets a slid
 
 
 def render() -> None:
+    """Draw the logit-lens page: each layer's prediction, and a target token's path across layers."""
     st.title("Logit lens")
     st.caption("Decode the residual stream after every layer as if it were the last: what would the model "
                "predict next if it stopped there?")

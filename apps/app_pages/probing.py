@@ -7,6 +7,7 @@ import probes
 
 
 def render() -> None:
+    """Draw the probes page: linear-probe accuracy per layer against a control task."""
     st.title("Probes")
     ctx = app_shell.context(need_prompt=False)
     cols = st.columns(2)

@@ -8,6 +8,7 @@ from interp.generation.plots import effect_text, step_label
 
 
 def render() -> None:
+    """Draw the sampling page: temperature, top-k and top-p probability bars, and a generate button."""
     st.title("Sampling")
     ctx = app_shell.context()
     cols = st.columns(3)

@@ -79,6 +79,7 @@ def _step() -> None:
 
 
 def render() -> None:
+    """Draw the walkthrough: one token followed through the model, stage by stage."""
     st.title("Walkthrough: a token's journey")
     ctx = app_shell.context()
     labels = app_shell.token_labels(interp.str_tokens(ctx.model, interp.tokenize(ctx.model, ctx.prompt).tokens[0]))
@@ -88,7 +89,9 @@ def render() -> None:
         position = labels.index(cols[0].selectbox("Token", labels, index=len(labels) - 1, key="walk_token"))
         layer = cols[1].selectbox("Layer", range(ctx.info.n_layers), key="walk_layer")
         head = cols[2].selectbox("Head", range(ctx.info.n_heads), key="walk_head")
-        words = st.text_input("Analogy a, b, c (a − b + c), optional", key="walk_analogy", placeholder="king, man, woman")
+        words = st.text_input(
+            "Analogy a, b, c (a − b + c), optional", key="walk_analogy", placeholder="king, man, woman"
+        )
         app_shell.check_text("analogy", words)
     analogy = tuple(w.strip() for w in words.split(",")) if words.strip() else None
     if analogy is not None and len(analogy) != 3:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from interp.cards.tables import Section, markdown_table, model_arg, pct
-from interp.features import CANDIDATES, GOOD_F1, FAMILIES, concept_recovery, load_sae, sae_quality
+from interp.features import CANDIDATES, FAMILIES, GOOD_F1, concept_recovery, load_sae, sae_quality
 
 
 def concepts_section(model: Any, world: dict | None = None, *, n_rows: int = 400, n_seqs: int = 64) -> Section:

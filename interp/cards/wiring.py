@@ -209,13 +209,13 @@ def _abc_pairs(model: Any, task: dict, n: int, seed: int) -> tuple[list[str], li
     rng = random.Random(seed)
     pool = list(task["heldout_names"])
     clean, corrupted, answers, wrongs = [], [], [], []
-    for prompt, answer, wrong in zip(task["prompts"], task["answers"], task["wrong"]):
+    for prompt, answer, wrong in zip(task["prompts"], task["answers"], task["wrong"], strict=True):
         io, s = answer.strip(), wrong.strip()
         others = [name for name in pool if name not in (io, s)]
         if len(others) < 3:
             continue
         replacements = iter(rng.sample(others, 3))
-        abc = re.sub(rf"\b({re.escape(io)}|{re.escape(s)})\b", lambda m: next(replacements), prompt)
+        abc = re.sub(rf"\b({re.escape(io)}|{re.escape(s)})\b", lambda m, names=replacements: next(names), prompt)
         if tokenize(model, [prompt]).tokens.shape != tokenize(model, [abc]).tokens.shape:
             continue
         clean.append(prompt), corrupted.append(abc), answers.append(answer), wrongs.append(wrong)

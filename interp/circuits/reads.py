@@ -127,7 +127,8 @@ class Reads:
         self, which: str, layer: int, x: Float[torch.Tensor, "batch pos d_model"],
         grad: Float[torch.Tensor, "batch pos n d_head"],
     ) -> Float[torch.Tensor, "batch pos n d_model"]:
-        """Gradient with respect to each head's own (pre-norm) ``which`` input, from the gradient at ``hook_{which}``."""
+        """Gradient with respect to each head's own (pre-norm) ``which`` input, from the gradient at
+        ``hook_{which}``."""
         pulled = torch.einsum("bpne,nde->bpnd", grad, self.weight(which)[layer])
         return self.norms[layer].vjp(x, pulled)
 

@@ -26,7 +26,10 @@ def emit(data: Any, text: str, as_json: bool) -> None:
 
 
 def fail(err: Exception) -> typer.Exit:
-    """Report a user error on stderr without a traceback; ``raise fail(err)`` exits with status 2."""
+    """Report a user error on stderr without a traceback and return the exit (status 2) to raise.
+
+    Use it as ``raise fail(err)``.
+    """
     typer.echo(f"error: {err}", err=True)
     return typer.Exit(code=2)
 

@@ -85,7 +85,7 @@ def edit(
     summary = change.to_dict()
     change.undo()
     rows = [{**b, "top_after": a["top"], "p_new_after": a["p_new"], "p_true_after": a["p_true"]}
-            for b, a in zip(before, after)]
+            for b, a in zip(before, after, strict=True)]
     data = {"edit": summary, "saved": str(save) if save else None, "prompts": rows}
     lines = [f"edited layer {change.layer}: {prompt.replace('{}', subject)!r} -> {target!r}"
              + (f" (saved to {save})" if save else ""), ""]

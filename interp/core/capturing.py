@@ -153,7 +153,9 @@ def resolve_names(model: Any, names: str | Sequence[str]) -> list[str]:
         if name in ALIASES:
             needed = _NEEDS_POSITIONAL.get(name, info.positional)
             if needed != info.positional:
-                raise ValueError(f"names={name!r} needs a model with {needed} positions; {info.arch} uses {info.positional}")
+                raise ValueError(
+                    f"names={name!r} needs a model with {needed} positions; {info.arch} uses {info.positional}"
+                )
             if (refusal := _moe_refusal(name, info, moe)) is not None:
                 raise ValueError(refusal)
             layers = moe if name in MOE_ALIASES else range(info.n_layers)
@@ -219,6 +221,7 @@ class NotCapturedError(KeyError):
     """An accessor asked for a hook that :func:`capture` was not told to keep."""
 
     def __str__(self) -> str:
+        """The message alone, without the quotes ``KeyError`` puts around it."""
         return str(self.args[0])
 
 

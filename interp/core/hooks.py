@@ -72,7 +72,11 @@ _UNALIASED = ("ln_final_scale",)
 ALIASES: dict[str, tuple[str, ...]] = dict(
     sorted(
         {
-            **{site: (template,) for site, template in {**LAYER_SITES, **MODEL_SITES}.items() if site not in _UNALIASED},
+            **{
+                site: (template,)
+                for site, template in {**LAYER_SITES, **MODEL_SITES}.items()
+                if site not in _UNALIASED
+            },
             "resid": (LAYER_SITES["resid_pre"], LAYER_SITES["resid_mid"], LAYER_SITES["resid_post"]),
             "experts": (*MOE_SITES.values(), LAYER_SITES["mlp_out"]),
         }.items()

@@ -309,7 +309,9 @@ def _finish(bridge: Any, prepend_bos: bool | None) -> Any:
     has_bos = bridge.tokenizer is not None and bridge.tokenizer.bos_token_id is not None
     if prepend_bos and not has_bos:
         raise ValueError(f"{bridge.cfg.model_name}: world.json asks for prepend_bos but the tokenizer has no BOS token")
-    bridge.cfg.default_prepend_bos = bool(prepend_bos if prepend_bos is not None else bridge.cfg.default_prepend_bos and has_bos)
+    bridge.cfg.default_prepend_bos = bool(
+        prepend_bos if prepend_bos is not None else bridge.cfg.default_prepend_bos and has_bos
+    )
     bridge.eval()
     # TransformerLens 4.3 + transformers 5 drop the KV cache silently; see interp.core.kv_cache.
     enable_kv_cache()

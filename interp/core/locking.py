@@ -153,7 +153,9 @@ def holds_models(*names: str) -> Callable[[F], F]:
         signature = inspect.signature(func)
         unknown = [n for n in names if n not in signature.parameters]
         if unknown:
-            raise ValueError(f"{func.__qualname__} has no parameter {unknown}; parameters: {list(signature.parameters)}")
+            raise ValueError(
+                f"{func.__qualname__} has no parameter {unknown}; parameters: {list(signature.parameters)}"
+            )
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -218,7 +218,9 @@ def _check_tensor(tokens: torch.Tensor, info: Any) -> torch.Tensor:
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
         raise ValueError(f"token tensor has shape {tuple(tokens.shape)}; it needs at least one token")
     if tokens.shape[1] > info.n_ctx:
-        raise ValueError(f"token tensor has {tokens.shape[1]} positions; the model's context window is n_ctx={info.n_ctx}")
+        raise ValueError(
+            f"token tensor has {tokens.shape[1]} positions; the model's context window is n_ctx={info.n_ctx}"
+        )
     tokens = tokens.long()
     _check_ids(tokens, info.d_vocab)
     return tokens

@@ -253,6 +253,7 @@ class Stopper:
     """
 
     def __init__(self, tokenizer: Any, stop: str | Sequence[str] | None, stop_at_eos: bool):
+        """Keep ``stop`` as a list of strings, and the EOS id when ``stop_at_eos``."""
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if any(not isinstance(s, str) or s == "" for s in stops):
             raise ValueError(f"stop={stop!r}; stop strings must be non-empty strings")
@@ -319,7 +320,9 @@ def generate(
             non-finite logits at some step.
 
     Examples:
-        >>> out = generate(model, "The Eiffel Tower is in the city of", max_new_tokens=5, temperature=0)  # doctest: +SKIP
+        >>> out = generate(  # doctest: +SKIP
+        ...     model, "The Eiffel Tower is in the city of", max_new_tokens=5, temperature=0
+        ... )
         >>> out.text  # doctest: +SKIP
     """
     check_sampling(temperature, top_k, top_p)

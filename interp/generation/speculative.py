@@ -127,7 +127,9 @@ class SpeculativeGeneration:
         """One row per round: drafted tokens, how many were accepted, and the target's token."""
         import pandas as pd
 
-        name = (lambda ids: str_tokens(self.tokenizer, torch.tensor(ids, dtype=torch.long)) if ids else [])
+        def name(ids: Sequence[int]) -> list[Any]:
+            return str_tokens(self.tokenizer, torch.tensor(ids, dtype=torch.long)) if ids else []
+
         return pd.DataFrame(
             [{"round": i, "drafted": name(r.drafted), "accepted": r.accepted,
               "next_token": name([r.next_token])[0]} for i, r in enumerate(self.rounds)]

@@ -97,6 +97,7 @@ class HeadCensus:
         return head_heatmaps(panels, title=f"Head census of {display_name(self.model_name) or 'model'}", labels=short)
 
     def __str__(self) -> str:
+        """A text table: each head's label, behaviour scores and importance, one row per head."""
         head = f"{'layer':>5} {'head':>4}  {'label':<28}" + "".join(f"{_short(t):>7}" for t in self.types)
         lines = [f"head census of {self.model_name} (threshold {self.threshold})", head + f"{'import.':>9}"]
         for row in self._rows():
@@ -185,7 +186,8 @@ def head_census(
             pattern_len, ablation_len = census_lengths(model)
             prompts = default_census_tokens(model, seed=seed, seq_len=pattern_len)
             if ablation_len is not None and importance:
-                ablation_batch = tokenize(model, default_census_tokens(model, seed=seed, seq_len=ablation_len, n_rows=8))
+                ablation_tokens = default_census_tokens(model, seed=seed, seq_len=ablation_len, n_rows=8)
+                ablation_batch = tokenize(model, ablation_tokens)
         batch = tokenize(model, prompts)
         scores = _chunked_scores(model, batch, window=window, exclude_bos=exclude_bos, progress=progress)
     else:
@@ -365,7 +367,7 @@ def label_heads(scores: Float[torch.Tensor, "type layer head"], threshold: float
     for layer in range(scores.shape[1]):
         for head in range(scores.shape[2]):
             column = scores[:, layer, head].tolist()
-            passing = sorted((s, t) for s, t in zip(column, types) if not math.isnan(s) and s >= threshold)
+            passing = sorted((s, t) for s, t in zip(column, types, strict=True) if not math.isnan(s) and s >= threshold)
             labels[(layer, head)] = "+".join(t for _, t in reversed(passing)) or "other"
     return labels
 

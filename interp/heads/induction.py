@@ -113,6 +113,7 @@ class InductionReport:
         return head_heatmaps(panels, title=f"Induction heads of {display_name(self.model_name) or 'model'}")
 
     def __str__(self) -> str:
+        """A text table: each head's induction, copying and ablation scores, under the run's settings."""
         lines = [f"induction heads of {self.model_name} ([BOS] + r + r, |r|={self.seq_len}, batch {self.batch}, "
                  f"{self.ablation_method}-ablation, clean second-copy loss {self.clean_loss:.3f} nats)",
                  f"{'layer':>5} {'head':>4} {'induction':>9} {'copying':>8} {'ablation':>8}"]

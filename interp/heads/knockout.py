@@ -125,7 +125,8 @@ def knock_out_head(model: Any, prompt: Prompts, layer: int, head: int, method: s
     check_layer(info, layer)
     check_head(info, head)
     check_ablation(method)
-    if not isinstance(prompt, str) and not (isinstance(prompt, torch.Tensor) and (prompt.ndim == 1 or len(prompt) == 1)):
+    one_row = isinstance(prompt, torch.Tensor) and (prompt.ndim == 1 or len(prompt) == 1)
+    if not isinstance(prompt, str) and not one_row:
         raise ValueError("knock_out_head takes one prompt (a string or a single row of tokens), not a batch")
     z_name = hook_name("z", layer)
     cap = capture(model, prompt, names=[z_name])

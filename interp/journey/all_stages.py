@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from interp.core.capturing import capture
-from interp.core.hooks import hook_name
 from interp.core.locking import holds_model
 from interp.core.model_info import check_layer, model_info
 from interp.core.tokens import Prompts

@@ -152,7 +152,8 @@ def attention_head(
         ValueError: layer, head or query out of range.
 
     Examples:
-        >>> attention_head(model, "When Mary and John went to the store, John gave a drink to", 1, 3).figure()  # doctest: +SKIP
+        >>> prompt = "When Mary and John went to the store, John gave a drink to"
+        >>> attention_head(model, prompt, 1, 3).figure()  # doctest: +SKIP
     """
     info = model_info(model)
     check_layer(info, layer)

@@ -160,7 +160,8 @@ class ExpertRouting:
         rows = [f"{p}: {t!r}" for p, t in enumerate(self.tokens)]
         names = [f"E{e}" for e in range(self.n_experts)]
         fig = make_subplots(rows=1, cols=3, column_widths=[0.5, 0.25, 0.25], horizontal_spacing=0.08, subplot_titles=(
-            "routing weight (blank: not chosen)", "load: tokens per expert", f"experts at {self.position} ({self.token!r})"))
+            "routing weight (blank: not chosen)", "load: tokens per expert",
+            f"experts at {self.position} ({self.token!r})"))
         fig.add_trace(go.Heatmap(
             z=[[w or None for w in row] for row in grid.tolist()], x=names, y=rows, colorscale="Blues", zmin=0, zmax=1,
             text=[[f"{w:.2f}" if w else "" for w in row] for row in grid.tolist()], texttemplate="%{text}",

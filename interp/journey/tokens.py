@@ -197,7 +197,7 @@ def replay_bpe(word: str, ranks: dict[tuple[str, str], int], vocab: dict[str, in
     pieces = list(word)
     steps, merges = [pieces], []
     while len(pieces) > 1:
-        ranked = [(ranks[pair], i) for i, pair in enumerate(zip(pieces, pieces[1:])) if pair in ranks]
+        ranked = [(ranks[pair], i) for i, pair in enumerate(zip(pieces, pieces[1:], strict=False)) if pair in ranks]
         if not ranked:
             break
         _, best = min(ranked)

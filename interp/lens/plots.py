@@ -206,7 +206,8 @@ def _heat_title(result: Any, cols: list[int]) -> str:
 
 
 def _target_title(result: Any, batch: int) -> str:
-    return f"{_model(result)}, {_lens_words(result)}: {quoted(_target_text(result, batch))} as the next token, layer by layer"
+    target = quoted(_target_text(result, batch))
+    return f"{_model(result)}, {_lens_words(result)}: {target} as the next token, layer by layer"
 
 
 def _heat_height(result: Any, cols: list[int], batch: int = 0) -> int:

@@ -147,7 +147,9 @@ class LensResult:
         stays = top.flip(0).cumprod(0).flip(0).bool()
         return [int(s.nonzero()[0]) if s.any() else None for s in stays.T]
 
-    def kl_to_final(self, reduce: bool = True) -> Float[torch.Tensor, " layer"] | Float[torch.Tensor, "layer batch pos"]:
+    def kl_to_final(
+        self, reduce: bool = True
+    ) -> Float[torch.Tensor, " layer"] | Float[torch.Tensor, "layer batch pos"]:
         """KL(final distribution || lens distribution) in nats, per lens layer (mean over kept positions)."""
         kl = self.kept().kl
         return kl.mean((1, 2)) if reduce else kl

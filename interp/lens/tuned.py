@@ -45,7 +45,8 @@ class TunedLens:
     Examples:
         >>> lens = TunedLens.train(model, steps=200)  # doctest: +SKIP
         >>> lens.save("my_lens.safetensors")  # doctest: +SKIP
-        >>> TunedLens.load("my_lens.safetensors", model).apply(model, "The capital of France is").kl_to_final()  # doctest: +SKIP
+        >>> loaded = TunedLens.load("my_lens.safetensors", model)  # doctest: +SKIP
+        >>> loaded.apply(model, "The capital of France is").kl_to_final()  # doctest: +SKIP
     """
 
     def __init__(self, n_layers: int, d_model: int, meta: dict[str, Any] | None = None):
@@ -117,7 +118,7 @@ class TunedLens:
         weight = torch.nn.Parameter(torch.zeros_like(lens.weight, device=resid.device))
         bias = torch.nn.Parameter(torch.zeros_like(lens.bias, device=resid.device))
         lens.meta["training"] = {"steps": steps, "lr": lr, "tokens": int(keep.sum()),
-                                 "texts": "reference world, seed %d" % seed if texts is None else "given"}
+                                 "texts": f"reference world, seed {seed}" if texts is None else "given"}
         opt = torch.optim.Adam([weight, bias], lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         generator = torch.Generator().manual_seed(seed)

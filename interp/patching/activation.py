@@ -185,7 +185,7 @@ def activation_patching(
             jobs = [(c, pos_list[j], unit_list[u]) for c, (ii, j, u) in enumerate(chunk) if ii == i]
             hooks.append((names[i], _patcher(site, clean_cap[names[i]], jobs, n)))
         values = patched_metric(model, pair.corrupted, len(chunk), hooks, score)
-        for value, (i, j, u) in zip(values.tolist(), chunk):
+        for value, (i, j, u) in zip(values.tolist(), chunk, strict=True):
             patched[i, j, u] = value
     return ActivationPatching(
         model_name=info.display_name, site=site, metric=metric if isinstance(metric, str) else "custom",

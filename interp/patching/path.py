@@ -96,7 +96,7 @@ class PathPatching:
         if receiver not in self.receivers:
             raise ValueError(f"receiver={receiver!r}; this result has receivers {', '.join(self.receivers)}")
         column = self.normalised[:, self.receivers.index(receiver)]
-        pairs = [(s, float(v)) for s, v in zip(self.senders, column.tolist()) if v == v]
+        pairs = [(s, float(v)) for s, v in zip(self.senders, column.tolist(), strict=True) if v == v]
         return sorted(pairs, key=lambda pair: -pair[1])
 
     def figure(self) -> Any:
@@ -106,7 +106,7 @@ class PathPatching:
                 f"{self.corrupted_metric:.3g})"
         if len(self.receivers) == 1:
             grid = torch.full((self.n_layers, self.n_heads + 1), float("nan"))
-            for name, value in zip(self.senders, self.normalised[:, 0].tolist()):
+            for name, value in zip(self.senders, self.normalised[:, 0].tolist(), strict=True):
                 if name.startswith("a"):
                     layer, head = (int(t) for t in name[1:].split(".h"))
                     grid[layer, head] = value

@@ -105,7 +105,8 @@ CITIES: dict[str, str] = {
     "Mexico City": "Mexico", "Cancun": "Mexico", "Havana": "Cuba",
     "Toronto": "Canada", "Montreal": "Canada", "Vancouver": "Canada", "Ottawa": "Canada",
     "New York": "the United States", "San Francisco": "the United States", "Chicago": "the United States",
-    "Los Angeles": "the United States", "Washington": "the United States", "Boston": "the United States", "Seattle": "the United States",
+    "Los Angeles": "the United States", "Washington": "the United States", "Boston": "the United States",
+    "Seattle": "the United States",
     "Sydney": "Australia", "Melbourne": "Australia", "Auckland": "New Zealand", "Wellington": "New Zealand",
 }
 

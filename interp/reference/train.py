@@ -117,6 +117,7 @@ class Stream:
     """Seeded stream of training batches: packed world documents and repeated random-token spans."""
 
     def __init__(self, world: World, tok, preset: Preset, seed: int):
+        """Draw batches from ``world`` (tokenized by ``tok``) in ``preset``'s shape, seeded by ``seed``."""
         self.world, self.tok, self.preset = world, tok, preset
         self.rng = random.Random(seed)
         self.vocab = tok.get_vocab_size()

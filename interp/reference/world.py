@@ -116,6 +116,7 @@ class World:
     """
 
     def __init__(self, config: WorldConfig | None = None):
+        """Build the world's facts from ``config`` (default: :class:`WorldConfig`), seeded by its ``seed``."""
         self.config = config or WorldConfig()
         self.rng = random.Random(self.config.seed)
         self.pairs = relation_pairs()

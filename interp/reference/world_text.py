@@ -14,7 +14,9 @@ from jaxtyping import Int
 from interp.core.model_info import model_info
 
 
-def world_tokens(model: Any, n_seqs: int, seq_len: int | None = None, *, seed: int = 0) -> Int[torch.Tensor, "batch pos"]:
+def world_tokens(
+    model: Any, n_seqs: int, seq_len: int | None = None, *, seed: int = 0
+) -> Int[torch.Tensor, "batch pos"]:
     """``n_seqs`` sequences of ``seq_len`` tokens of reference-world text, seeded.
 
     Each sequence starts with BOS when the model prepends one, then packs whole documents separated by

@@ -85,7 +85,8 @@ class Edit:
             raise ValueError(f"this edit of layer {self.layer} is already applied; undo() it first")
         info = model_info(model)
         check_layer(info, self.layer)
-        if (self.left.numel(), self.right.numel()) != (info.d_mlp, info.d_model) or fingerprint(model) != self.fingerprint:
+        shape_differs = (self.left.numel(), self.right.numel()) != (info.d_mlp, info.d_model)
+        if shape_differs or fingerprint(model) != self.fingerprint:
             raise ValueError(
                 f"edit made for model {self.request.get('model')!r} (fingerprint {self.fingerprint[:12]}) does not "
                 f"match {info.name!r} (fingerprint {fingerprint(model)[:12]}); refusing to apply it"
@@ -202,7 +203,9 @@ def edit(
             (``device_map`` with disk or CPU offload: the message says "offloaded" and names the weight).
 
     Examples:
-        >>> e = edit(model, prompt="{} is located in the city of", subject="the Eiffel Tower", target=" Rome")  # doctest: +SKIP
+        >>> e = edit(  # doctest: +SKIP
+        ...     model, prompt="{} is located in the city of", subject="the Eiffel Tower", target=" Rome"
+        ... )
         >>> e.undo()  # doctest: +SKIP
     """
     config = (config or RomeConfig()).sized(model)

@@ -101,7 +101,9 @@ class EditEvalResult:
         return {
             "method": self.method, "overall": self.summary().iloc[0].to_dict(),
             "by_relation": self.summary("relation").drop(columns="method").to_dict(orient="index"),
-            "by_layer": {str(k): v for k, v in self.summary("layer").drop(columns="method").to_dict(orient="index").items()},
+            "by_layer": {
+                str(k): v for k, v in self.summary("layer").drop(columns="method").to_dict(orient="index").items()
+            },
         }
 
     def figure(self) -> Any:
@@ -120,7 +122,8 @@ class EditEvalResult:
 
 
 def split_facts(world: dict[str, Any], split: str | None, dev_share: float = 0.3) -> list[dict[str, str]]:
-    """Facts of one split: ``"dev"`` (a seeded ``dev_share`` of each relation), ``"test"`` (the rest), ``None`` (all)."""
+    """Facts of one split: ``"dev"`` (a seeded ``dev_share`` of each relation), ``"test"`` (the rest),
+    ``None`` (all)."""
     if split not in (None, "dev", "test"):
         raise ValueError(f"split={split!r}; use 'dev', 'test' or None")
     chosen = []
@@ -227,7 +230,7 @@ def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float
         grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
         total = sum(grams.values())
         values.append(-sum(c / total * math.log2(c / total) for c in grams.values()) if total else 0.0)
-    return sum(w * v for w, v in zip(weights, values)) / len(values)
+    return sum(w * v for w, v in zip(weights, values, strict=True)) / len(values)
 
 
 def case_metrics(model: Any, case: EditCase, *, fluency_tokens: int = 30, seed: int = 0) -> dict[str, float]:
@@ -308,7 +311,9 @@ def evaluate(
             error = str(err)
         seconds = time.perf_counter() - start
         try:
-            post = case_metrics(model, case, fluency_tokens=fluency_tokens) if not error else dict.fromkeys(pre, math.nan)
+            post = (
+                case_metrics(model, case, fluency_tokens=fluency_tokens) if not error else dict.fromkeys(pre, math.nan)
+            )
         finally:
             if change is not None:
                 change.undo()
@@ -355,7 +360,7 @@ def prompt_table(model: Any, case: EditCase) -> list[dict[str, Any]]:
     true_scores = iter(scores[len(prompts) :])
     top = [_top_token(model, p) for _, p, _ in prompts]
     rows = []
-    for (kind, prompt, true), (nll_new, _), best in zip(prompts, scores, top):
+    for (kind, prompt, true), (nll_new, _), best in zip(prompts, scores[: len(prompts)], top, strict=True):
         row = {"kind": kind, "prompt": prompt, "top": best, "p_new": math.exp(-nll_new), "true": true}
         row["p_true"] = math.exp(-next(true_scores)[0]) if true else None
         rows.append(row)

@@ -203,13 +203,14 @@ def key_stats(
         bos = [model.tokenizer.bos_token_id] if info.prepend_bos else []
         rows = [(bos + model.tokenizer.encode(t, add_special_tokens=False))[: info.n_ctx] for t in texts]
         step = rows_per_pass(model, max(len(r) for r in rows)) if rows else 1
-        batches = [pad_right(rows[i : i + step], pad_id(model.tokenizer), info.device) for i in range(0, len(rows), step)]
+        pad = pad_id(model.tokenizer)
+        batches = [pad_right(rows[i : i + step], pad, info.device) for i in range(0, len(rows), step)]
     total, count = torch.zeros(info.d_mlp, info.d_mlp, dtype=torch.float64), 0
     stop = layer + 1 if layer + 1 < info.n_layers else None  # nothing above the layer is needed
     for batch in tqdm(batches, desc=f"key statistics, layer {layer}", leave=False, disable=not progress):
         keep = batch.attention_mask.bool()
 
-        def accumulate(x: torch.Tensor, hook: Any) -> None:
+        def accumulate(x: torch.Tensor, hook: Any, keep: torch.Tensor = keep) -> None:
             nonlocal total, count
             keys = x[keep.to(x.device)].double().cpu()
             total += keys.T @ keys

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from interp.core.files import atomic_write_text
 from interp.core.hooks import hook_name
 from interp.core.locking import holds_model
-from interp.core.files import atomic_write_text
 from interp.core.tokens import tokenize
 from interp.reference.registry import load_world
 from interp.rome.keys import cache_dir, fingerprint

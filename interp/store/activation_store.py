@@ -28,7 +28,8 @@ def open_store(path: str | os.PathLike[str]) -> ActivationStore:
     path = Path(path)
     manifest = files.read_json(path / files.MANIFEST)
     if manifest is None:
-        hint = " (it holds an unfinished build: call build() again to resume it)" if (path / files.BUILD).exists() else ""
+        unfinished = (path / files.BUILD).exists()
+        hint = " (it holds an unfinished build: call build() again to resume it)" if unfinished else ""
         raise FileNotFoundError(f"{path} holds no finished activation store{hint}")
     if manifest.get("format", 0) > files.FORMAT_VERSION:
         raise ValueError(f"store format={manifest['format']}; this interp reads formats up to {files.FORMAT_VERSION}")

@@ -103,7 +103,9 @@ def _documents(corpus: Corpus, seed: int, text_column: str) -> tuple[Iterator[st
             import datasets
 
             return _column(datasets.load_from_disk(str(path)), text_column), f"dataset {path.name}"
-        raise ValueError(f"corpus={str(corpus)!r}; no such file or folder (pass a text file, a dataset folder, or None)")
+        raise ValueError(
+            f"corpus={str(corpus)!r}; no such file or folder (pass a text file, a dataset folder, or None)"
+        )
     if hasattr(corpus, "column_names"):
         return _column(corpus, text_column), f"dataset of {len(corpus)} rows"
     if isinstance(corpus, Iterable):

@@ -48,7 +48,9 @@ def check_unit(unit: Unit, d: int, site: str) -> tuple[int | None, np.ndarray | 
     except (TypeError, ValueError):
         raise ValueError(f"unit={unit!r:.60}; pass a neuron index 0..{d - 1} or a vector of length {d}") from None
     if vector.shape != (d,):
-        raise ValueError(f"unit has shape {vector.shape}; site {site!r} needs an index 0..{d - 1} or a vector of shape ({d},)")
+        raise ValueError(
+            f"unit has shape {vector.shape}; site {site!r} needs an index 0..{d - 1} or a vector of shape ({d},)"
+        )
     if not np.isfinite(vector).all():
         raise ValueError("unit vector has non-finite values")
     return None, np.ascontiguousarray(vector)
@@ -203,7 +205,8 @@ def top_examples(store: Any, site: str, unit: Unit, k: int = 20, *, left: int = 
         raise ValueError(f"k={k!r}; must be an integer 1..{n} (the stored tokens)")
     if not all(0.0 <= q <= 1.0 for q in quantiles):
         raise ValueError(f"quantiles={quantiles!r}; each must be in 0..1")
-    for name, value, low in (("left", left, 0), ("right", right, 0), ("bins", bins, 1), ("per_quantile", per_quantile, 0)):
+    checks = (("left", left, 0), ("right", right, 0), ("bins", bins, 1), ("per_quantile", per_quantile, 0))
+    for name, value, low in checks:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}={value!r}; must be an integer >= {low}")
     top = top_positions(acts, int(k))

@@ -177,7 +177,8 @@ def activation_view(model: Any, prompt: Prompts, layer: int, site: str = "resid_
     if site not in ACTIVATION_SITES:
         raise ValueError(f"site={site!r}; choose one of {', '.join(ACTIVATION_SITES)}")
     check_layer(model_info(model), layer)
-    if not isinstance(prompt, str) and not (isinstance(prompt, torch.Tensor) and (prompt.ndim == 1 or len(prompt) == 1)):
+    one_row = isinstance(prompt, torch.Tensor) and (prompt.ndim == 1 or len(prompt) == 1)
+    if not isinstance(prompt, str) and not one_row:
         raise ValueError("activation_view takes one prompt (a string or a single row of tokens), not a batch")
     hook = hook_name(site, layer)
     cap = capture(model, prompt, names=[hook])

@@ -86,7 +86,9 @@ class AttentionView:
         columns = max(1, min(columns, self.n_heads))
         rows = -(-self.n_heads // columns)
         titles = [self._head_title(h) for h in range(self.n_heads)]
-        fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.08)
+        fig = make_subplots(
+            rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.08
+        )
         labels = [f"{i}: {t!r}" for i, t in enumerate(self.tokens)]
         for h in range(self.n_heads):
             fig.add_trace(
@@ -199,7 +201,8 @@ def attention_view(model: Any, prompt: Prompts, layer: int) -> AttentionView:
     """
     info = model_info(model)
     check_layer(info, layer)
-    if not isinstance(prompt, str) and not (isinstance(prompt, torch.Tensor) and (prompt.ndim == 1 or len(prompt) == 1)):
+    one_row = isinstance(prompt, torch.Tensor) and (prompt.ndim == 1 or len(prompt) == 1)
+    if not isinstance(prompt, str) and not one_row:
         raise ValueError("attention_view takes one prompt (a string or a single row of tokens), not a batch")
     cap = capture(model, prompt, names=[hook_name("pattern", layer)])
     return AttentionView(
