@@ -37,17 +37,7 @@ from typing import Any, NamedTuple
 
 import streamlit as st
 import torch
-from access import (  # noqa: F401 (pages use them via app_shell)
-    CAPS,
-    HUB_ENV,
-    MAX_PARAPHRASES,
-    ROOTS_ENV,
-    check_text,
-    hub_allowed,
-    resolve_model,
-    roots,
-    scrub,
-)
+from access import CAPS, MAX_PARAPHRASES, check_text, hub_allowed, resolve_model, scrub  # noqa: F401 (pages')
 from streamlit.runtime.caching.cache_errors import UnserializableReturnValueError
 
 import interp
