@@ -54,7 +54,7 @@ from edge_mask_experiment import recovered  # noqa: E402
 import interp  # noqa: E402
 from interp.circuits.attribution import sender_outputs  # noqa: E402
 from interp.circuits.edge_patching import patched_metrics  # noqa: E402
-from interp.circuits.graph import EdgeGraph  # noqa: E402
+from interp.circuits.graph import EdgeGraph, kv_node  # noqa: E402
 from interp.circuits.reads import Reads  # noqa: E402
 from interp.circuits.tasks import CircuitTask, make_task  # noqa: E402
 
@@ -121,10 +121,9 @@ def path_adds(ex: Exact, kept: torch.Tensor, top: int = 6, width: int = 3) -> li
     def receivers_of(s: int) -> set[int]:
         name = g.senders[s]
         if name.startswith("m"):
-            return {g.receivers.index(name)}
-        layer, head = name[1:].split(".h")
-        group = int(head) // (g.info.n_heads // g.info.n_kv_heads)
-        kv = f"a{layer}.kv{group}" if g.info.n_kv_heads != g.info.n_heads else f"a{layer}.h{head}"
+            return {g.mlp_receiver(int(name[1:]))}
+        layer, head = (int(x) for x in name[1:].split(".h"))
+        kv = kv_node(g.info, layer, head // (g.info.n_heads // g.info.n_kv_heads))
         return {g.receivers.index(f"{name}<q>"), g.receivers.index(f"{kv}<k>"), g.receivers.index(f"{kv}<v>")}
 
     nodes = {}
@@ -291,7 +290,10 @@ def main() -> None:
     model = interp.load(args.model, device="cpu")
     graph = EdgeGraph.for_model(model)
     ex = Exact(model, graph, make_task(model, "induction", n_prompts=args.n_prompts), batch=args.batch)
-    to_vec = lambda m: m.reshape(-1, *graph.valid.shape)[0][graph.valid]  # noqa: E731
+
+    def to_vec(mask: torch.Tensor) -> torch.Tensor:  # a saved [1 sender receiver] mask -> kept vector over valid edges
+        return mask.reshape(-1, *graph.valid.shape)[0][graph.valid]
+
     best = to_vec(torch.load(args.start))
     best_value = ex([best])[0]
     log(f"start {args.start}: {int(best.sum())} edges, recovered {best_value:.4f}")

@@ -217,6 +217,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, help="save the learned logits here (torch.save)")
     args = parser.parse_args()
+    if args.mode == "sig" and args.objective != "metric":
+        parser.error("--mode sig is the library's Edge Pruning, which optimises the task's metric only")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     model = interp.load(args.model, device="cpu")
@@ -245,7 +247,6 @@ def main() -> None:
     if args.steps and args.mode == "sig":  # the library's Edge Pruning objective, from this start
         theta = edge_logits(model, graph, task, n_edges=args.target, steps=args.steps, lam=args.lam, lr=args.lr,
                             init=init, progress=True)
-        print("search prompts:", eval_fn(theta))
     elif args.steps:
         theta = search(model, graph, task, target=args.target, steps=args.steps, lr=args.lr, init=init,
                        mode=args.mode, warmup=args.warmup, t_start=args.t_start, t_end=args.t_end,
